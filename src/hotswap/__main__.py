@@ -1,0 +1,3 @@
+from hotswap.cli import main
+
+raise SystemExit(main())

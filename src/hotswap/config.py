@@ -1,0 +1,410 @@
+"""hotswap's configuration: one TOML file parsed into frozen dataclasses.
+
+Durations are floats in seconds, sizes ints in bytes. The loader reports every
+problem at once, each naming the file and the key path.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hotswap.addresses import is_loopback, normalize_domain
+from hotswap.config_schema import (
+    EXTERNAL_ROUTE_KEYS,
+    ROUTE_KEYS,
+    SECTION_KEYS,
+    SECTIONS,
+    KeySpec,
+    Kind,
+)
+from hotswap.config_values import (
+    Report,
+    check_image,
+    closest,
+    convert,
+    describe,
+    is_host,
+    key_part,
+    parse_env,
+    syntax_error_position,
+    unquoted_domain,
+)
+from hotswap.errors import ConfigError
+
+
+class NetworkMode(enum.StrEnum):
+    BRIDGE = "bridge"
+    HOST = "host"
+
+
+class PullPolicy(enum.StrEnum):
+    ALWAYS = "always"
+    IF_NOT_PRESENT = "if-not-present"
+    IF_TAG_CHANGED = "if-tag-changed"
+
+
+class ReadinessMode(enum.StrEnum):
+    AUTO = "auto"
+    DOCKER_HEALTH = "docker-health"
+    DELAY = "delay"
+    HTTP = "http"
+
+
+class DrainMode(enum.StrEnum):
+    AUTO = "auto"
+    INFLIGHT = "inflight"
+    DELAY = "delay"
+
+
+class WebSocketDrain(enum.StrEnum):
+    CLOSE = "close"
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class Address:
+    """A host:port pair (host may be a name, an IPv4 or an IPv6 address)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: Address = Address("0.0.0.0", 8080)
+    admin_listen: Address = Address("127.0.0.1", 9090)
+    admin_token: str = ""
+    admin_token_file: str = ""
+    max_connections: int = 10_000
+    max_body_size: int = 100_000_000  # bytes; 0 = unlimited
+    header_timeout: float = 10.0
+    idle_timeout: float = 75.0
+    upstream_connect_timeout: float = 5.0
+    upstream_response_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    host: str = ""
+    network_mode: NetworkMode = NetworkMode.BRIDGE
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    pull_policy: PullPolicy = PullPolicy.IF_TAG_CHANGED
+    readiness_mode: ReadinessMode = ReadinessMode.AUTO
+    health_timeout: float = 90.0
+    readiness_delay: float = 5.0
+    drain_mode: DrainMode = DrainMode.AUTO
+    drain_timeout: float = 30.0
+    drain_delay: float = 2.0
+    stop_timeout: float = 10.0
+    watch_images: bool = True
+    stabilization: float = 2.0
+    websocket_drain: WebSocketDrain = WebSocketDrain.CLOSE
+
+
+@dataclass(frozen=True)
+class Route:
+    """A domain served by a container that hotswap deploys."""
+
+    domain: str
+    image: str
+    port: int | None = None  # container port; None: label hotswap.port, else first EXPOSE
+    env: Mapping[str, str] = field(default_factory=dict)
+    health_path: str = "/up"
+    health_host: str = ""  # Host header of the health request; "" = the domain
+
+
+@dataclass(frozen=True)
+class ExternalRoute:
+    """A domain served by a fixed address hotswap does not manage."""
+
+    domain: str
+    address: Address
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    server: ServerConfig = field(default_factory=ServerConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    external_routes: Mapping[str, ExternalRoute] = field(default_factory=dict)
+
+
+# The loader. Value checks live in config_values.py, the key table in config_schema.py.
+
+DEFAULT_CONFIG_PATH = Path("~/.config/hotswap/hotswap.toml")
+CONFIG_ENV_VAR = "HOTSWAP_CONFIG"
+
+_CHOICE_TYPES: dict[str, type[enum.StrEnum]] = {
+    "docker.network_mode": NetworkMode,
+    "deploy.pull_policy": PullPolicy,
+    "deploy.readiness_mode": ReadinessMode,
+    "deploy.drain_mode": DrainMode,
+    "deploy.websocket_drain": WebSocketDrain,
+}
+_SECTION_SPECS = {spec.name: spec for keys in SECTION_KEYS.values() for spec in keys}
+_ROUTE_SPECS = {spec.leaf: spec for spec in ROUTE_KEYS[1:]}
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # sent in an Authorization header: visible ASCII
+_INVALID = object()  # a value that produced a problem; the key keeps its default
+
+
+def default_config_path() -> Path:
+    """$HOTSWAP_CONFIG if set, else ~/.config/hotswap/hotswap.toml."""
+    from_env = os.environ.get(CONFIG_ENV_VAR, "")
+    return Path(from_env or DEFAULT_CONFIG_PATH).expanduser()
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the TOML file at `path`; raises ConfigError listing every problem."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file; create it with: hotswap config init {shlex.quote(str(path))}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line, column, message = syntax_error_position(exc, text)
+        raise ConfigError(f"{path}: line {line}, column {column}: invalid TOML: {message}") from exc
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate parsed TOML `data` read from `path` (named in messages; base of relative paths).
+
+    Raises ConfigError with one line per problem: "<file>: <key.path>: <message>".
+    """
+    problems: list[str] = []
+
+    def report(key: str, message: str) -> None:
+        problems.append(f"{path}: {key}: {message}")
+
+    tables: dict[str, Mapping[str, Any]] = {}
+    for name, value in data.items():
+        if name not in SECTIONS:
+            report(key_part(name), "unknown key" + _hint(name, SECTIONS))
+        elif not isinstance(value, dict):
+            report(name, f"expected a table, got {describe(value)}")
+        else:
+            tables[name] = value
+    server = ServerConfig(**_parse_section("server", tables.get("server", {}), report))
+    docker = DockerConfig(**_parse_section("docker", tables.get("docker", {}), report))
+    deploy = DeployConfig(**_parse_section("deploy", tables.get("deploy", {}), report))
+    seen: dict[str, str] = {}  # domain -> key path that defined it first
+    routes = _parse_routes(tables.get("routes", {}), seen, report)
+    external = _parse_external_routes(tables.get("external_routes", {}), seen, report)
+    server = _check_admin(server, path, report)
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path,
+        server=server,
+        docker=docker,
+        deploy=deploy,
+        routes=routes,
+        external_routes=external,
+    )
+
+
+def _parse_section(name: str, table: Mapping[str, Any], report: Report) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for leaf, raw in table.items():
+        dotted = f"{name}.{leaf}"
+        key = f"{name}.{key_part(leaf)}"
+        spec = _SECTION_SPECS.get(dotted)
+        if spec is None:
+            report(key, "unknown key" + _hint(leaf, [s.name for s in SECTION_KEYS[name]]))
+            continue
+        value = _convert(spec, raw, key, report)
+        if value is not _INVALID:
+            fields[leaf] = value
+    return fields
+
+
+def _hint(leaf: str, nearby: Sequence[str], *, other_sections: bool = True) -> str:
+    """"; did you mean X?" for an unknown key named `leaf`, or "".
+
+    A key of that exact name in another section wins (it is in the wrong table);
+    else the closest of `nearby` (dotted names in the same table); else the closest
+    key of any section. Leaves are compared without their table prefix, which would
+    make every key of a table look alike.
+    """
+    groups = [nearby]
+    if other_sections:
+        misplaced = [name for name in _SECTION_SPECS if name.rpartition(".")[2] == leaf]
+        if misplaced:
+            return f"; did you mean {misplaced[0]}?"
+        groups.append(list(_SECTION_SPECS))
+    for candidates in groups:
+        by_leaf = {name.rpartition(".")[2]: name for name in candidates}
+        match = closest(leaf, list(by_leaf))
+        if match is not None:
+            return f"; did you mean {by_leaf[match]}?"
+    return ""
+
+
+def _convert(spec: KeySpec, raw: object, key: str, report: Report) -> Any:
+    """The typed value of `raw`, or _INVALID after reporting why it is wrong."""
+    try:
+        value = convert(spec, raw)
+    except ValueError as exc:
+        report(key, str(exc))
+        return _INVALID
+    if isinstance(value, tuple):  # (host, port)
+        return Address(*value)
+    if spec.kind is Kind.CHOICE:
+        return _CHOICE_TYPES[spec.name](str(value))
+    return value
+
+
+def _parse_routes(
+    table: Mapping[str, Any], seen: dict[str, str], report: Report
+) -> dict[str, Route]:
+    routes: dict[str, Route] = {}
+    for raw_domain, value in table.items():
+        key = f"routes.{key_part(raw_domain)}"
+        if unquoted_domain(raw_domain, value, key, report):
+            continue
+        domain = _domain(raw_domain, key, seen, report)
+        fields: dict[str, Any] = {}
+        if isinstance(value, str):
+            image = check_image(value, key, report)
+        elif isinstance(value, dict):
+            image, fields = _parse_route_table(value, key, report)
+        else:
+            report(key, f"expected an image reference or a table, got {describe(value)}")
+            continue
+        if domain is not None and image is not None:
+            routes[domain] = Route(domain=domain, image=image, **fields)
+    return routes
+
+
+def _parse_route_table(
+    table: Mapping[str, Any], route_key: str, report: Report
+) -> tuple[str | None, dict[str, Any]]:
+    image: str | None = None
+    fields: dict[str, Any] = {}
+    if "image" not in table:
+        report(f"{route_key}.image", "missing; the long form of a route needs an image")
+    for leaf, raw in table.items():
+        key = f"{route_key}.{key_part(leaf)}"
+        if leaf not in _ROUTE_SPECS:
+            candidates = [f"{route_key}.{name}" for name in _ROUTE_SPECS]
+            report(key, "unknown key" + _hint(leaf, candidates, other_sections=False))
+        elif leaf == "port":
+            if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 65535:
+                fields["port"] = raw
+            else:
+                report(key, f"expected a port number 1-65535, got {describe(raw)}")
+        elif leaf == "env":
+            fields["env"] = parse_env(raw, key, report)
+        elif not isinstance(raw, str):
+            report(key, f"expected a string, got {describe(raw)}")
+        elif leaf == "image":
+            image = check_image(raw, key, report)
+        elif leaf == "health_path" and not raw.startswith("/"):
+            report(key, f'must start with "/", got {describe(raw)}')
+        elif leaf == "health_host" and raw and not is_host(raw):
+            report(key, f"expected a host name (optionally with :port), got {describe(raw)}")
+        else:
+            fields[leaf] = raw
+    return image, fields
+
+
+def _parse_external_routes(
+    table: Mapping[str, Any], seen: dict[str, str], report: Report
+) -> dict[str, ExternalRoute]:
+    routes: dict[str, ExternalRoute] = {}
+    for raw_domain, value in table.items():
+        key = f"external_routes.{key_part(raw_domain)}"
+        if unquoted_domain(raw_domain, value, key, report):
+            continue
+        domain = _domain(raw_domain, key, seen, report)
+        address = _convert(EXTERNAL_ROUTE_KEYS[0], value, key, report)
+        if domain is not None and address is not _INVALID:
+            routes[domain] = ExternalRoute(domain=domain, address=address)
+    return routes
+
+
+def _domain(raw: str, key: str, seen: dict[str, str], report: Report) -> str | None:
+    """The normalised domain of a route key; reports invalid and duplicate domains."""
+    try:
+        domain = normalize_domain(raw)
+    except ValueError as exc:
+        report(key, str(exc))
+        return None
+    if domain in seen:
+        report(key, f'duplicate domain "{domain}": already defined at {seen[domain]}')
+        return None
+    seen[domain] = key
+    return domain
+
+
+def _check_admin(server: ServerConfig, path: Path, report: Report) -> ServerConfig:
+    """Read admin_token_file; refuse an admin API reachable from the network without a token."""
+    token = server.admin_token
+    if server.admin_token and server.admin_token_file:
+        report(
+            "server.admin_token_file",
+            "set either server.admin_token or server.admin_token_file, not both",
+        )
+        return server
+    if server.admin_token_file:
+        # Relative to the config file, so a config and its token file can move together.
+        token_path = path.parent / Path(server.admin_token_file).expanduser()
+        try:
+            token = token_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            report("server.admin_token_file", f"cannot read {token_path}: {reason}")
+            return server
+        if not token:
+            report("server.admin_token_file", f"{token_path} is empty")
+            return server
+    if token and not _TOKEN.fullmatch(token):
+        key = "server.admin_token_file" if server.admin_token_file else "server.admin_token"
+        report(key, "the token must be printable ASCII without spaces (it is sent in a header)")
+    if not token and not is_loopback(server.admin_listen.host):
+        report(
+            "server.admin_listen",
+            f'"{server.admin_listen}" is not a loopback address; set server.admin_token '
+            "or server.admin_token_file to expose the admin API",
+        )
+    if server.admin_listen == server.listen and server.listen.port != 0:
+        report("server.admin_listen", f'same address as server.listen ("{server.listen}")')
+    return replace(server, admin_token=token)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """`config` as TOML-ready data (durations and sizes spelled out) that parses back to it."""
+    from hotswap.config_render import config_to_dict as to_dict  # config_render imports us
+
+    return to_dict(config)
+
+
+def render_default_config() -> str:
+    """The commented default configuration written by `config init` and by `serve` on first run."""
+    from hotswap.config_render import render_default_config as render
+
+    return render()

@@ -1,0 +1,134 @@
+"""Config -> TOML: the data behind a config file, and the commented default file.
+
+Values are rendered with tomli-w; durations and sizes are spelled the way a
+person writes them ("90s", "100MB"), and the result parses back to the same
+Config (tested).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import tomli_w
+
+from hotswap.config import Config, Route
+from hotswap.config_schema import (
+    EXTERNAL_ROUTE_KEYS,
+    ROUTE_KEYS,
+    SECTION_KEYS,
+    KeySpec,
+    Kind,
+)
+from hotswap.config_values import key_part
+from hotswap.units import format_duration, format_size
+
+WIDTH = 88
+
+_HEADER = """\
+# hotswap configuration (TOML).
+#
+# Every key is listed with its default value, commented out: uncomment a line to
+# change it. Durations: "500ms", "90s", "1m30s", "2h". Sizes: "512KB", "10MB"
+# (decimal), "1MiB" (binary), or a number of bytes. Addresses: "host:port",
+# "[::1]:8080". `hotswap config check` validates this file; the reference is
+# docs/configuration.md.
+"""
+
+_ROUTES = """\
+# Short form: "<domain>" = "<image>".
+# "app.example.com" = "myapp:latest"
+#
+# Long form: one table per domain.
+# [routes."api.example.com"]
+# image = "myapi:1.4"
+# port = 8080                           # container port
+# env = { RAILS_ENV = "production" }    # values are strings
+# health_path = "/up"                   # used by deploy.readiness_mode = "http"
+# health_host = ""                      # Host header of the health request ("" = the domain)
+"""
+
+_EXTERNAL_ROUTES = """\
+# "legacy.example.com" = "127.0.0.1:9000"
+"""
+
+
+def toml_value(value: object) -> str:
+    """`value` as it is written on the right of `key = ` in TOML (tables inline)."""
+    if isinstance(value, dict):
+        items = ", ".join(f"{key_part(key)} = {toml_value(item)}" for key, item in value.items())
+        return f"{{ {items} }}" if items else "{}"
+    return tomli_w.dumps({"k": value}).removeprefix("k = ").strip()
+
+
+def to_toml(kind: Kind, value: object) -> object:
+    """A typed config value as TOML data (inverse of the loader's conversion)."""
+    if kind is Kind.DURATION:
+        assert isinstance(value, float | int)
+        return format_duration(value)
+    if kind is Kind.SIZE:
+        assert isinstance(value, int)
+        return format_size(value)
+    if kind in (Kind.ADDRESS, Kind.LISTEN_ADDRESS, Kind.CHOICE):
+        return str(value)
+    return value
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """`config` as TOML-ready data that parse_config() turns back into an equal Config."""
+    data: dict[str, Any] = {}
+    for section, specs in SECTION_KEYS.items():
+        values = getattr(config, section)
+        data[section] = {
+            spec.leaf: to_toml(spec.kind, getattr(values, spec.leaf)) for spec in specs
+        }
+    if config.server.admin_token_file:
+        # The token came from the file and is read from it again on load.
+        data["server"]["admin_token"] = ""
+    data["routes"] = {domain: _route_to_toml(route) for domain, route in config.routes.items()}
+    data["external_routes"] = {
+        domain: str(route.address) for domain, route in config.external_routes.items()
+    }
+    return data
+
+
+def _route_to_toml(route: Route) -> str | dict[str, Any]:
+    defaults = Route(domain=route.domain, image=route.image)
+    if route == defaults:
+        return route.image
+    table: dict[str, Any] = {"image": route.image}
+    if route.port is not None:
+        table["port"] = route.port
+    if route.env:
+        table["env"] = dict(route.env)
+    if route.health_path != defaults.health_path:
+        table["health_path"] = route.health_path
+    if route.health_host != defaults.health_host:
+        table["health_host"] = route.health_host
+    return table
+
+
+def render_default_config() -> str:
+    """The default configuration: every key commented with its meaning and default."""
+    defaults = config_to_dict(Config())
+    parts = [_HEADER]
+    for section, specs in SECTION_KEYS.items():
+        parts.append(f"\n[{section}]\n")
+        for index, spec in enumerate(specs):
+            parts.append("\n" if index else "")
+            parts.append(_comment(spec))
+            parts.append(f"# {spec.leaf} = {toml_value(defaults[section][spec.leaf])}\n")
+    parts.append("\n[routes]\n")
+    parts.append(_comment(ROUTE_KEYS[0]))
+    parts.append(_ROUTES)
+    parts.append("\n[external_routes]\n")
+    parts.append(_comment(EXTERNAL_ROUTE_KEYS[0]))
+    parts.append(_EXTERNAL_ROUTES)
+    return "".join(parts)
+
+
+def _comment(spec: KeySpec) -> str:
+    text = f"{spec.meaning} Takes effect: {spec.effect}."
+    if spec.choices:
+        text = f"{' | '.join(spec.choices)}. {text}"
+    return textwrap.fill(text, WIDTH, initial_indent="# ", subsequent_indent="# ") + "\n"

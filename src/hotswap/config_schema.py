@@ -1,0 +1,168 @@
+"""Every configuration key: its type, default, meaning and when it takes effect.
+
+This table drives the loader's key checks, `docs/configuration.md`
+(scripts/gen-config-docs) and the tests that keep config.example.toml, the
+docs and the dataclasses in config.py in step. Defaults are written as they
+appear in TOML; a test checks that they equal the dataclass defaults.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Kind(enum.StrEnum):
+    """How a value is written in TOML (the docs show these names)."""
+
+    STRING = "string"
+    PATH = "path"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    DURATION = "duration"
+    SIZE = "size"
+    ADDRESS = "address"  # host:port, port 1-65535
+    LISTEN_ADDRESS = "listen address"  # host:port, port 0-65535 (0: any free port)
+    CHOICE = "choice"
+    IMAGE = "image reference"
+    PORT = "port"
+    URL_PATH = "URL path"
+    ENV = "table of strings"
+    ROUTE = "image reference or table"
+
+
+class Effect(enum.StrEnum):
+    """When a changed value takes effect."""
+
+    STARTUP = "start-up"  # read once when `hotswap serve` starts
+    RELOAD = "reload"  # applied by `hotswap reload` / SIGHUP (new connections, new requests)
+    NEXT_DEPLOY = "next deploy"  # used by deploys that start after a reload
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One configuration key. `default` is the TOML value (None: no default)."""
+
+    name: str  # dotted key path; "<domain>" stands for a route's domain
+    kind: Kind
+    default: object
+    meaning: str
+    effect: Effect
+    choices: tuple[str, ...] = ()
+    positive: bool = False  # durations/integers that must be > 0
+
+    @property
+    def section(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def leaf(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+_S, _R, _D = Effect.STARTUP, Effect.RELOAD, Effect.NEXT_DEPLOY
+
+SERVER_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("server.listen", Kind.LISTEN_ADDRESS, "0.0.0.0:8080",
+            "Address the proxy listens on.", _S),
+    KeySpec("server.admin_listen", Kind.LISTEN_ADDRESS, "127.0.0.1:9090",
+            "Address of the admin API; a non-loopback address requires a token.", _S),
+    KeySpec("server.admin_token", Kind.STRING, "",
+            'Bearer token the admin API requires ("" = none; loopback only).', _R),
+    KeySpec("server.admin_token_file", Kind.PATH, "",
+            "File holding the admin token instead of admin_token "
+            "(read at load time, relative to the config file).", _R),
+    KeySpec("server.max_connections", Kind.INTEGER, 10000,
+            "Client connections served at once; beyond this the proxy answers 503.", _S,
+            positive=True),
+    KeySpec("server.max_body_size", Kind.SIZE, "100MB",
+            "Largest request body; beyond this the proxy answers 413 (0 = unlimited).", _R),
+    KeySpec("server.header_timeout", Kind.DURATION, "10s",
+            "Time a client has to send a complete request head (408 after it).", _R,
+            positive=True),
+    KeySpec("server.idle_timeout", Kind.DURATION, "75s",
+            "How long an idle keep-alive client connection stays open.", _R, positive=True),
+    KeySpec("server.upstream_connect_timeout", Kind.DURATION, "5s",
+            "Time to connect to a backend; beyond this the proxy answers 502.", _R,
+            positive=True),
+    KeySpec("server.upstream_response_timeout", Kind.DURATION, "60s",
+            "Time for a backend's response head to arrive; beyond this the proxy answers 504.",
+            _R, positive=True),
+)
+
+DOCKER_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("docker.host", Kind.STRING, "",
+            'Docker engine URL, e.g. "unix:///var/run/docker.sock" '
+            '("" = $DOCKER_HOST or the default socket).', _S),
+    KeySpec("docker.network_mode", Kind.CHOICE, "bridge",
+            "bridge: publish the container port on 127.0.0.1:<ephemeral>; "
+            "host: run on the host network with a free loopback port passed as $PORT "
+            "(the route's port is not used).", _S, choices=("bridge", "host")),
+)
+
+DEPLOY_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("deploy.pull_policy", Kind.CHOICE, "if-tag-changed",
+            "When a deploy pulls the image.", _D,
+            choices=("always", "if-not-present", "if-tag-changed")),
+    KeySpec("deploy.readiness_mode", Kind.CHOICE, "auto",
+            "How a new container is judged ready: auto (Docker health if the image has a "
+            "healthcheck, else readiness_delay), docker-health, delay or http (GET health_path).",
+            _D, choices=("auto", "docker-health", "delay", "http")),
+    KeySpec("deploy.health_timeout", Kind.DURATION, "90s",
+            "Time a new container has to become healthy (docker-health and http readiness).",
+            _D, positive=True),
+    KeySpec("deploy.readiness_delay", Kind.DURATION, "5s",
+            "How long a new container must be running to count as ready (delay readiness).", _D),
+    KeySpec("deploy.drain_mode", Kind.CHOICE, "auto",
+            "How the old container is drained after the switch: auto / inflight (wait until "
+            "no request is in flight, at most drain_timeout) or delay (wait drain_delay).",
+            _D, choices=("auto", "inflight", "delay")),
+    KeySpec("deploy.drain_timeout", Kind.DURATION, "30s",
+            "Longest wait for in-flight requests on the old container; then a warning is "
+            "logged and the deploy continues.", _D),
+    KeySpec("deploy.drain_delay", Kind.DURATION, "2s",
+            'Fixed wait of the delay drain mode ("0s" = none).', _D),
+    KeySpec("deploy.stop_timeout", Kind.DURATION, "10s",
+            "Grace period of `docker stop` for the old container before it is killed.", _D),
+    KeySpec("deploy.watch_images", Kind.BOOLEAN, True,
+            "Redeploy a route when its image tag starts pointing at a new image.", _R),
+    KeySpec("deploy.stabilization", Kind.DURATION, "2s",
+            "After the switch: if the new container dies within this time, route back to the "
+            "old one (still running while draining).", _D),
+    KeySpec("deploy.websocket_drain", Kind.CHOICE, "close",
+            "close: at the switch, send open WebSockets on the old container a close frame "
+            "1012 (service restart) so clients reconnect; wait: keep them until they close or "
+            "drain_timeout, then close them the same way.", _D, choices=("close", "wait")),
+)
+
+ROUTE_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("routes.<domain>", Kind.ROUTE, None,
+            'A domain served by a container hotswap deploys: an image reference (short '
+            'form, e.g. "myapp:latest") or a table with the keys below (long form).', _R),
+    KeySpec("routes.<domain>.image", Kind.IMAGE, None,
+            "Image to run (required in the long form).", _D),
+    KeySpec("routes.<domain>.port", Kind.PORT, None,
+            "Container port to route to (default: the image's label hotswap.port, "
+            "else its first EXPOSE).", _D),
+    KeySpec("routes.<domain>.env", Kind.ENV, {},
+            "Environment variables of the container; values must be strings.", _D),
+    KeySpec("routes.<domain>.health_path", Kind.URL_PATH, "/up",
+            'Path requested by readiness_mode "http".', _D),
+    KeySpec("routes.<domain>.health_host", Kind.STRING, "",
+            'Host header of the health request ("" = the domain).', _D),
+)
+
+EXTERNAL_ROUTE_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("external_routes.<domain>", Kind.ADDRESS, None,
+            'A domain served by a fixed "host:port" that hotswap does not manage.', _R),
+)
+
+SECTION_KEYS: dict[str, tuple[KeySpec, ...]] = {
+    "server": SERVER_KEYS,
+    "docker": DOCKER_KEYS,
+    "deploy": DEPLOY_KEYS,
+}
+SCHEMA: tuple[KeySpec, ...] = (
+    *SERVER_KEYS, *DOCKER_KEYS, *DEPLOY_KEYS, *ROUTE_KEYS, *EXTERNAL_ROUTE_KEYS
+)
+SECTIONS: tuple[str, ...] = ("server", "docker", "deploy", "routes", "external_routes")
