@@ -1,0 +1,131 @@
+"""Upstream connections and the keep-alive pool of one backend.
+
+The pool is small and explicit (after httpcore's): a bounded LIFO of idle
+connections, each with the time it went idle. Expiry is lazy, at the next take
+or release, so the pool needs no task of its own. Before an idle connection is
+reused it is checked for readability: an idle upstream connection with
+something to read has been closed (or has gone bad) and is discarded, so a
+close by the upstream while idle does not turn into a client-visible error.
+The remaining race (the upstream closes just as we send) is handled by the
+forwarder's single retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from collections import deque
+from typing import Final
+
+import trio
+
+from hotswap.config import Address
+from hotswap.proxy.codec import ClientCodec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_IDLE: Final = 256  # idle connections kept per backend
+DEFAULT_IDLE_TIMEOUT: Final = 30.0  # seconds an idle connection may wait for reuse
+RECEIVE_SIZE: Final = 64 * 1024
+
+_POLL_READABLE: Final = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+
+
+class UpstreamConnection:
+    """One TCP connection to a backend and its HTTP/1.1 client codec."""
+
+    __slots__ = ("codec", "idle_since", "pool", "reused", "stream")
+
+    def __init__(self, stream: trio.SocketStream, pool: UpstreamPool) -> None:
+        self.stream = stream
+        self.codec = ClientCodec()
+        self.pool = pool
+        self.reused = False  # carried an exchange before this one
+        self.idle_since = 0.0
+
+    def close(self) -> None:
+        """Close at once (synchronous: the socket is closed, any waiter is woken)."""
+        self.stream.socket.close()
+
+    def looks_closed(self) -> bool:
+        """True when an idle connection has data or EOF to read: it must not be reused."""
+        poller = select.poll()
+        try:
+            poller.register(self.stream.socket.fileno(), _POLL_READABLE)
+        except ValueError:  # already closed
+            return True
+        return bool(poller.poll(0))
+
+
+class UpstreamPool:
+    """Keep-alive connections to one backend address."""
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        max_idle: int = DEFAULT_MAX_IDLE,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        self.address = address
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.closed = False
+        self._idle: deque[UpstreamConnection] = deque()
+        self.connects = 0  # connections opened (for tests and status)
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle connection ready for a request, or None (synchronous, no checkpoint)."""
+        if self.closed:
+            return None
+        self._expire(trio.current_time())
+        while self._idle:
+            conn = self._idle.pop()  # most recently used: the likeliest to be alive
+            if conn.looks_closed():
+                log.debug("discarding closed idle connection backend=%s", self.address)
+                conn.close()
+                continue
+            return conn
+        return None
+
+    async def connect(self) -> UpstreamConnection:
+        """Open a new connection (the caller owns the connect timeout)."""
+        stream = await trio.open_tcp_stream(self.address.host, self.address.port)
+        self.connects += 1
+        return UpstreamConnection(stream, self)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Return `conn` after a complete exchange; closes it if it cannot be reused."""
+        codec = conn.codec
+        if self.closed or not codec.cycle_done:
+            conn.close()
+            return
+        codec.start_next_cycle()
+        now = trio.current_time()
+        self._expire(now)
+        if len(self._idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.reused = True
+        conn.idle_since = now
+        self._idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        """Close `conn` after a failed or abandoned exchange."""
+        conn.close()
+
+    def close(self) -> None:
+        """Close idle connections now; connections in use close after their exchange."""
+        self.closed = True
+        while self._idle:
+            self._idle.pop().close()
+
+    def _expire(self, now: float) -> None:
+        idle = self._idle
+        limit = now - self.idle_timeout
+        while idle and idle[0].idle_since < limit:
+            idle.popleft().close()

@@ -1,0 +1,306 @@
+"""Limits and errors: each answered with a small page, the connection handled as HTTP requires."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import pytest
+import trio
+from proxy_helpers import (
+    Client,
+    Exchange,
+    fetch,
+    harness,
+    raw_exchange,
+    status_of,
+    wait_for_requests,
+)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost app.test\r\n\r\n",
+        b"NOT A REQUEST\r\n\r\n",
+    ],
+)
+async def test_malformed_or_ambiguous_requests_are_refused_and_never_forwarded(head: bytes) -> None:
+    async with harness() as h:
+        up = await h.upstream()
+        h.route("app.test", up)
+        proxy = await h.proxy()
+        raw = await raw_exchange(proxy.port, head)  # returns once the proxy closed
+        assert status_of(raw) in (400, 501)
+        assert b"connection: close" in raw.lower()
+        assert up.connections == 0
+
+
+async def test_request_head_over_the_limit_is_431() -> None:
+    async with harness() as h:
+        up = await h.upstream()
+        h.route("app.test", up)
+        proxy = await h.proxy()
+        head = b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+        assert status_of(await raw_exchange(proxy.port, head)) == 431
+        assert up.connections == 0
+
+
+async def test_declared_body_over_max_body_size_is_413_at_once() -> None:
+    async with harness() as h:
+        up = await h.upstream()
+        h.route("app.test", up)
+        proxy = await h.proxy(max_body_size=1000)
+        # Only the head is sent: the answer must not wait for the body.
+        raw = await raw_exchange(
+            proxy.port, b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1001\r\n\r\n"
+        )
+        assert status_of(raw) == 413
+        assert up.connections == 0
+        ok = await fetch(proxy.port, "POST", "/", "app.test", body=b"x" * 1000)
+        assert ok.status == 200
+
+
+async def test_chunked_body_is_413_as_soon_as_it_crosses_the_limit() -> None:
+    async with harness() as h:
+        up = await h.upstream()
+        h.route("app.test", up)
+        proxy = await h.proxy(max_body_size=1000)
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        async with stream:
+            await stream.send_all(
+                b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            await stream.send_all(b"3e8\r\n" + b"x" * 1000 + b"\r\n")
+            await stream.send_all(b"1\r\ny\r\n")  # crosses the limit; the body never ends
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+        assert status_of(data) == 413
+
+
+async def test_max_connections_reached_is_503() -> None:
+    async with harness() as h:
+        h.route("app.test", await h.upstream())
+        proxy = await h.proxy(max_connections=2)
+        async with Client.connect(proxy.port) as c1, Client.connect(proxy.port) as c2:
+            assert (await c1.request("GET", "/", "app.test")).status == 200
+            assert (await c2.request("GET", "/", "app.test")).status == 200
+            raw = await raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            assert status_of(raw) == 503
+            assert proxy.rejected == 1
+
+
+async def test_slow_request_head_is_408_and_closed() -> None:
+    async with harness() as h:
+        h.route("app.test", await h.upstream())
+        proxy = await h.proxy(header_timeout=0.3)
+        raw = await raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: app")  # never finished
+        assert status_of(raw) == 408
+
+
+async def test_idle_keep_alive_connection_is_closed_after_idle_timeout() -> None:
+    async with harness() as h:
+        h.route("app.test", await h.upstream())
+        proxy = await h.proxy(idle_timeout=0.3)
+        async with Client.connect(proxy.port) as client:
+            assert (await client.request("GET", "/", "app.test")).status == 200
+            assert await client.stream.receive_some(100) == b""  # closed, without a 408
+        assert proxy.open_connections == 0
+
+
+async def test_refused_upstream_is_502_and_counted_as_a_connect_error() -> None:
+    async with harness() as h:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()  # nothing listens there now
+
+        class Dead:
+            address = __import__("hotswap.config", fromlist=["Address"]).Address("127.0.0.1", port)
+
+        backend = h.route("app.test", Dead)  # type: ignore[arg-type]
+        proxy = await h.proxy()
+        resp = await fetch(proxy.port, "GET", "/", "app.test")
+        assert resp.status == 502
+        assert (backend.stats.errors, backend.stats.connect_errors) == (1, 1)
+        await backend.inflight.wait_idle()
+
+
+async def test_unreachable_upstream_is_502_after_upstream_connect_timeout() -> None:
+    async with harness() as h:
+        # A listener that never accepts, its accept queue full: further SYNs are dropped.
+        full = socket.socket()
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        fillers = []
+        port = full.getsockname()[1]
+
+        class Stuck:
+            address = __import__("hotswap.config", fromlist=["Address"]).Address("127.0.0.1", port)
+
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(filler)
+        try:
+            backend = h.route("app.test", Stuck)  # type: ignore[arg-type]
+            proxy = await h.proxy(upstream_connect_timeout=0.3)
+            resp = await fetch(proxy.port, "GET", "/", "app.test")
+            assert resp.status == 502
+            assert backend.stats.connect_errors == 1
+        finally:
+            for filler in fillers:
+                filler.close()
+            full.close()
+
+
+async def test_response_head_late_is_504() -> None:
+    async def slow(ex: Exchange) -> None:
+        await trio.sleep_forever()
+
+    async with harness() as h:
+        backend = h.route("app.test", await h.upstream(slow))
+        proxy = await h.proxy(upstream_response_timeout=0.3)
+        resp = await fetch(proxy.port, "GET", "/", "app.test")
+        assert resp.status == 504
+        assert backend.stats.errors == 1
+        assert backend.stats.connect_errors == 0
+
+
+async def test_invalid_upstream_response_is_502() -> None:
+    async def garbage(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc"
+        )
+
+    async with harness() as h:
+        backend = h.route("app.test", await h.raw_upstream(garbage))
+        proxy = await h.proxy()
+        resp = await fetch(proxy.port, "GET", "/", "app.test")
+        assert resp.status == 502
+        assert backend.stats.errors == 1
+
+
+async def test_upstream_closing_mid_body_closes_the_client_connection() -> None:
+    async def short(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 40)
+
+    async with harness() as h:
+        backend = h.route("app.test", await h.raw_upstream(short))
+        proxy = await h.proxy()
+        raw = await raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert b"content-length: 100" in head.lower()
+        assert len(body) == 40  # closed: the short body cannot pass for a complete one
+        assert backend.stats.errors == 1
+
+
+async def test_client_going_away_is_499_a_client_abort_and_cancels_the_upstream_exchange(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    upstream_saw_close = trio.Event()
+
+    async def waits(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        while await stream.receive_some(65536):
+            pass
+        upstream_saw_close.set()
+
+    caplog.set_level(logging.INFO, logger="hotswap.access")
+    async with harness() as h:
+        backend = h.route("app.test", await h.raw_upstream(waits))
+        proxy = await h.proxy()
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        await stream.send_all(b"GET /gone HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        await wait_for_requests(backend, 1)
+        await stream.aclose()
+        await upstream_saw_close.wait()
+        await backend.inflight.wait_idle()
+        assert backend.stats.client_aborts == 1
+        assert backend.stats.errors == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "hotswap.access"]
+    assert any("status=499" in line and "path=/gone" in line for line in lines)
+
+
+async def test_streamed_response_reaches_the_client_chunk_by_chunk() -> None:
+    seen = [trio.Event() for _ in range(5)]
+
+    async def events(ex: Exchange) -> None:
+        await ex.send_head(200, [(b"content-type", b"text/event-stream")])
+        for i in range(5):
+            await ex.send_data(b"data: %d\n\n" % i)
+            # The next event is sent only after the client saw this one: a proxy
+            # that buffered would deadlock here (and hit the test's deadline).
+            with trio.move_on_after(5):
+                await seen[i].wait()
+            await trio.sleep(0.1)
+        await ex.end()
+
+    async with harness() as h:
+        h.route("app.test", await h.upstream(events))
+        proxy = await h.proxy()
+        async with Client.connect(proxy.port) as client:
+            await client.send_request("GET", "/events", "app.test")
+            received = b""
+            i = 0
+            while i < 5:
+                event = await client._next()
+                data = bytes(getattr(event, "data", b""))
+                received += data
+                while i < 5 and b"data: %d\n\n" % i in received:
+                    seen[i].set()
+                    i += 1
+        assert all(event.is_set() for event in seen)
+
+
+async def test_access_log_has_one_line_per_request(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="hotswap.access")
+    async with harness() as h:
+        h.route("app.test", await h.upstream())
+        proxy = await h.proxy()
+        await fetch(proxy.port, "POST", "/logged?q=1", "app.test", body=b"12345")
+    lines = [r.getMessage() for r in caplog.records if r.name == "hotswap.access"]
+    assert len(lines) == 1
+    for part in (
+        "host=app.test",
+        "method=POST",
+        "path=/logged?q=1",
+        "status=200",
+        "bytes=5",
+        "backend=b1",
+        "client=127.0.0.1",
+        "duration_ms=",
+    ):
+        assert part in lines[0]
+
+
+async def test_slow_head_on_a_keep_alive_connection_is_408_after_header_timeout() -> None:
+    async with harness() as h:
+        h.route("app.test", await h.upstream())
+        proxy = await h.proxy(header_timeout=0.3, idle_timeout=30)
+        async with Client.connect(proxy.port) as client:
+            assert (await client.request("GET", "/", "app.test")).status == 200
+            await client.stream.send_all(b"GET / HTTP/1.1\r\n")  # and no more
+            data = b""
+            while chunk := await client.stream.receive_some(65536):
+                data += chunk
+        assert status_of(data) == 408
+
+
+def test_h11_is_recent_enough_to_refuse_request_smuggling() -> None:
+    # h11 0.15 and older let a smuggled request through (GHSA-vqfr-h8mv-ghfj).
+    import h11
+
+    major, minor = (int(part) for part in h11.__version__.split(".")[:2])
+    assert (major, minor) >= (0, 16)
