@@ -1,0 +1,311 @@
+"""The Deployer: runs deploys as tasks of the deploy nursery, one domain at a time.
+
+Deploys of one domain are serialised by a per-domain lock (a deploy waiting for it
+reports "queued"); different domains deploy in parallel. Each deploy runs in its own
+cancel scope in the deploy nursery, never in the request that asked for it, so a
+client going away does not cancel it. The steps themselves are in steps.py.
+
+The deployer also remembers which container serves each domain (for the skip rule,
+rollback and status), adopts running containers at start-up (adopt.py), and
+retires the container of a route removed from the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from hotswap.addresses import normalize_domain
+from hotswap.config import Config, Route
+from hotswap.deploy.adopt import plan_adoption
+from hotswap.deploy.progress import DeployHandle, DeployResult, Outcome, Phase
+from hotswap.deploy.queue import DomainQueue, Ticket
+from hotswap.deploy.steps import DeployRun
+from hotswap.errors import DeployError, HotswapError, UnknownDomainError
+from hotswap.proxy.routes import Backend, RouteTable
+from hotswap.runtime.base import LABEL_PREVIOUS_IMAGE, ContainerInfo, ContainerRuntime
+
+log = logging.getLogger(__name__)
+
+REFRESH_TIMEOUT = 10.0  # inspecting the new container once it serves (for status)
+
+
+def new_deploy_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Deployer:
+    """Starts deploys, rollbacks and the start-up adoption; reports status."""
+
+    def __init__(self, config: Config, runtime: ContainerRuntime, routes: RouteTable) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._routes = routes
+        self._nursery: trio.Nursery | None = None
+        self._queues: defaultdict[str, DomainQueue] = defaultdict(DomainQueue)
+        self._current: dict[str, ContainerInfo] = {}  # domain -> container serving it
+        self._running: dict[str, DeployHandle] = {}  # domain -> deploy holding its lock
+        self._last: dict[str, DeployResult] = {}
+        self._unknown: list[ContainerInfo] = []
+        # Called with every finished deploy's result (e.g. the app feeds its metrics).
+        self.on_result: Callable[[DeployResult], None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the deploy nursery until cancelled; started() once deploys can be started."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    def update_config(self, config: Config) -> None:
+        """New settings and routes apply to the deploys that start after this."""
+        self._config = config
+
+    # -- deploys -------------------------------------------------------------------
+
+    def start_deploy(
+        self, domain: str, image: str | None = None, *, force: bool = False, reason: str = "manual"
+    ) -> DeployHandle:
+        """Start deploying `image` (default: the route's) to `domain`; returns at once."""
+        route = self._route(domain)
+        nursery = self._require_nursery()
+        handle = DeployHandle(new_deploy_id(), route.domain, image or route.image, reason)
+        log.info(
+            "deploy requested deploy=%s domain=%s image=%s force=%s reason=%s",
+            handle.id,
+            handle.domain,
+            handle.image,
+            force,
+            reason,
+        )
+        ticket = self._queues[handle.domain].take()  # now: requests are served in order
+        if ticket.must_wait:
+            holder = self._running.get(handle.domain)
+            handle.emit(
+                Phase.QUEUED,
+                "another deploy of this domain is running"
+                + (f" ({holder.id}); waiting for it" if holder else "; waiting for it"),
+                waiting_for=holder.id if holder else None,
+            )
+        nursery.start_soon(self._run_deploy, handle, ticket, force, name=f"deploy {handle.id}")
+        return handle
+
+    def start_rollback(self, domain: str) -> DeployHandle:
+        """Deploy the image that ran before the last deploy of `domain`."""
+        route = self._route(domain)
+        current = self._current.get(route.domain)
+        previous = current.labels.get(LABEL_PREVIOUS_IMAGE, "") if current else ""
+        if not previous:
+            raise DeployError(
+                f"nothing to roll back to for {route.domain}: its container records no "
+                "previous image"
+            )
+        return self.start_deploy(route.domain, previous, reason="rollback")
+
+    async def _run_deploy(self, handle: DeployHandle, ticket: Ticket, force: bool) -> None:
+        """One deploy task: wait its turn, run, record; never raises except Cancelled."""
+        domain = handle.domain
+        result: DeployResult | None = None
+        try:
+            with handle.cancel_scope:
+                try:
+                    await ticket.wait_turn()
+                    self._running[domain] = handle
+                    try:
+                        result = await self._deploy_locked(handle, force)
+                    finally:
+                        del self._running[domain]
+                finally:
+                    ticket.release()
+            if result is None:
+                result = self._failed(handle, "cancelled")
+        except HotswapError as exc:
+            result = self._failed(handle, str(exc))
+        except Exception as exc:
+            log.exception("deploy crashed deploy=%s domain=%s", handle.id, domain)
+            result = self._failed(handle, f"internal error: {type(exc).__name__}: {exc}")
+        except BaseException:  # Cancelled: the deployer is stopping
+            handle.finish(self._failed(handle, "cancelled: hotswap is stopping"))
+            raise
+        self._last[domain] = result
+        handle.finish(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    async def _deploy_locked(self, handle: DeployHandle, force: bool) -> DeployResult:
+        route = self._route(handle.domain)  # the config may have changed while queued
+        run = DeployRun(
+            runtime=self._runtime,
+            routes=self._routes,
+            config=self._config,
+            route=route,
+            handle=handle,
+            current=self._current.get(route.domain),
+            force=force,
+        )
+        try:
+            return await run.run()
+        finally:
+            # Even if cancelled after the switch (hotswap stopping): it is what serves now.
+            if run.serving is not None:
+                self._current[route.domain] = run.serving
+                with trio.CancelScope(shield=True), trio.move_on_after(REFRESH_TIMEOUT):
+                    self._current[route.domain] = await self._refresh(run.serving)
+
+    async def _refresh(self, info: ContainerInfo) -> ContainerInfo:
+        try:
+            return await self._runtime.inspect(info.id)
+        except HotswapError as exc:
+            log.warning("inspect of the new container failed container=%s error=%s", info.name, exc)
+            return info
+
+    def _failed(self, handle: DeployHandle, error: str) -> DeployResult:
+        now = time.time()
+        return DeployResult(
+            deploy_id=handle.id,
+            domain=handle.domain,
+            outcome=Outcome.FAILED,
+            image=handle.image,
+            error=error,
+            started=handle.created,
+            finished=now,
+            duration=now - handle.created,
+        )
+
+    # -- start-up ------------------------------------------------------------------
+
+    async def start_up(self) -> None:
+        """Adopt the running managed container of each route; deploy routes with none.
+
+        Waits for those deploys. Containers of unknown domains are left running, reported.
+        """
+        containers = await self._runtime.list_managed()
+        plan = plan_adoption(self._config.routes, containers)
+        for domain, info in plan.adopt.items():
+            assert info.address is not None
+            backend = Backend(info.address, name=info.name, container_id=info.id, image=info.image)
+            previous = self._routes.switch(domain, backend)
+            if previous is not None:
+                previous.close()
+            self._current[domain] = info
+            log.info(
+                "adopted container=%s name=%s domain=%s image=%s address=%s health=%s",
+                info.id[:12],
+                info.name,
+                domain,
+                info.image,
+                info.address,
+                info.health,
+            )
+        for info in plan.remove:
+            log.info(
+                "removing an extra container of a route container=%s name=%s domain=%s",
+                info.id[:12],
+                info.name,
+                info.domain,
+            )
+            try:
+                await self._runtime.stop(info.id, self._config.deploy.stop_timeout)
+                await self._runtime.remove(info.id)
+            except HotswapError as exc:
+                log.warning("could not remove container=%s error=%s", info.name, exc)
+        self._unknown = plan.unknown
+        for info in plan.unknown:
+            log.warning(
+                "managed container of a domain not in the config, left running "
+                "container=%s name=%s domain=%s image=%s",
+                info.id[:12],
+                info.name,
+                info.domain,
+                info.image,
+            )
+        handles = [self.start_deploy(domain, reason="start-up") for domain in plan.deploy]
+        for handle in handles:
+            result = await handle.wait()
+            if not result.ok:
+                log.error("start-up deploy failed domain=%s error=%s", handle.domain, result.error)
+
+    async def retire(self, domain: str) -> None:
+        """A route was removed: drain its backend, then stop and remove its container."""
+        ticket = self._queues[domain].take()
+        try:
+            await ticket.wait_turn()
+            backend = self._routes.remove(domain)
+            info = self._current.pop(domain, None)
+            if backend is not None:
+                with trio.move_on_after(self._config.deploy.drain_timeout):
+                    await backend.inflight.wait_idle()
+                backend.close()
+            container_id = info.id if info else backend.container_id if backend else None
+            if container_id is None:
+                return
+            log.info(
+                "retiring the container of a removed route domain=%s container=%s",
+                domain,
+                container_id[:12],
+            )
+            await self._runtime.stop(container_id, self._config.deploy.stop_timeout)
+            await self._runtime.remove(container_id)
+        finally:
+            ticket.release()
+
+    # -- status --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able: {"domains": {domain: {...}}, "unmanaged": [...]}."""
+        domains: dict[str, Any] = {}
+        for domain in sorted(set(self._config.routes) | set(self._current) | set(self._last)):
+            info = self._current.get(domain)
+            entry: dict[str, Any] = {
+                "image": info.image if info else None,
+                "image_id": info.image_id if info else None,
+                "container_id": info.id if info else None,
+                "container_name": info.name if info else None,
+                "state": info.status if info else "none",
+                "health": info.health.value if info else None,
+                "address": str(info.address) if info and info.address else None,
+                "previous_image": info.labels.get(LABEL_PREVIOUS_IMAGE) if info else None,
+            }
+            running = self._running.get(domain)
+            if running is not None:
+                entry["deploying"] = {
+                    "id": running.id,
+                    "image": running.image,
+                    "phase": running.phase,
+                }
+            last = self._last.get(domain)
+            entry["last_deploy"] = last.to_json() if last else None
+            domains[domain] = entry
+        unmanaged = [
+            {"id": i.id, "name": i.name, "domain": i.domain, "image": i.image}
+            for i in self._unknown
+        ]
+        return {"domains": domains, "unmanaged": unmanaged}
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _route(self, domain: str) -> Route:
+        try:
+            key = normalize_domain(domain)
+        except ValueError:
+            key = domain
+        route = self._config.routes.get(key)
+        if route is None:
+            raise UnknownDomainError(f"unknown domain {domain}: no route in the config")
+        return route
+
+    def _require_nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise DeployError("the deployer is not running")
+        return self._nursery

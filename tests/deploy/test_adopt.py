@@ -1,0 +1,78 @@
+"""Start-up adoption decisions: the newest healthy container per route, no redeploy."""
+
+from __future__ import annotations
+
+from hotswap.config import Address
+from hotswap.deploy.adopt import plan_adoption
+from hotswap.runtime.base import ContainerInfo, Health
+
+ADDRESS = Address("127.0.0.1", 9000)
+
+
+def container(
+    cid: str,
+    domain: str,
+    created: float,
+    *,
+    running: bool = True,
+    health: Health = Health.HEALTHY,
+    address: Address | None = ADDRESS,
+) -> ContainerInfo:
+    return ContainerInfo(
+        id=cid,
+        name=f"hotswap-{cid}",
+        domain=domain,
+        image="app:1",
+        image_id="sha256:1",
+        deploy_id=cid,
+        created=created,
+        running=running,
+        status="running" if running else "exited",
+        health=health,
+        health_log="",
+        exit_code=None if running else 0,
+        address=address,
+    )
+
+
+def test_the_newest_healthy_container_is_adopted_and_the_others_removed() -> None:
+    plan = plan_adoption(
+        ["a.com"],
+        [
+            container("old", "a.com", 1),
+            container("new", "a.com", 3),
+            container("newest-unhealthy", "a.com", 4, health=Health.UNHEALTHY),
+            container("stopped", "a.com", 5, running=False),
+        ],
+    )
+    assert plan.adopt["a.com"].id == "new"
+    assert sorted(c.id for c in plan.remove) == ["newest-unhealthy", "old", "stopped"]
+    assert plan.deploy == [] and plan.unknown == []
+
+
+def test_a_container_without_healthcheck_counts_as_healthy() -> None:
+    plan = plan_adoption(["a.com"], [container("x", "a.com", 1, health=Health.NONE)])
+    assert plan.adopt["a.com"].id == "x"
+
+
+def test_routes_without_a_running_container_are_deployed() -> None:
+    plan = plan_adoption(
+        ["a.com", "b.com", "c.com"],
+        [
+            container("dead", "b.com", 1, running=False),
+            container("noaddr", "c.com", 1, address=None),
+        ],
+    )
+    assert plan.adopt == {}
+    assert plan.deploy == ["a.com", "b.com", "c.com"]
+    assert sorted(c.id for c in plan.remove) == ["dead", "noaddr"]
+
+
+def test_containers_of_unknown_domains_are_left_alone_and_reported() -> None:
+    plan = plan_adoption(
+        ["a.com"],
+        [container("gone", "gone.com", 1), container("gone-stopped", "gone.com", 2, running=False)],
+    )
+    assert [c.id for c in plan.unknown] == ["gone"]
+    assert plan.remove == []
+    assert plan.deploy == ["a.com"]
