@@ -14,9 +14,9 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from hotswap import __version__
 from hotswap.config import (
@@ -28,6 +28,10 @@ from hotswap.config import (
     render_default_config,
 )
 from hotswap.errors import ConfigError, HotswapError
+from hotswap.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+
+if TYPE_CHECKING:
+    from hotswap.admin.client import AdminClient
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler = Callable[[argparse.Namespace], int]
@@ -135,10 +139,8 @@ def write_default_config(path: Path) -> None:
 def register_serve(commands: Commands) -> None:
     summary = "run the proxy, the admin API and the deploy controller"
     parser = add_command(commands, "serve", summary)
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
-    )
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.set_defaults(handler=_serve)
 
 
@@ -158,32 +160,6 @@ def _serve(args: argparse.Namespace) -> int:
     from hotswap.app import serve
 
     return serve(config)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and exception)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(log_format: str, level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 # ---------------------------------------------------------------------------- config
@@ -223,4 +199,100 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[Commands], None]] = [register_serve, register_config]
+# ------------------------------------------------- clients of the admin API (admin/)
+
+
+def admin_client(args: argparse.Namespace) -> AdminClient:
+    """A client for the server the config file describes (admin_listen and the token)."""
+    from hotswap.admin.client import AdminClient
+
+    return AdminClient.from_config(load_config_from_args(args))
+
+
+def follow_progress(events: Iterable[dict[str, Any]], out: TextIO) -> int:
+    """Print deploy progress as it arrives; the exit code: 0 done or skipped, 1 otherwise."""
+    from hotswap.admin.render import ProgressRenderer, exit_code
+
+    renderer = ProgressRenderer(tty=out.isatty())
+    try:
+        for event in events:
+            out.write(renderer.feed(event))
+            out.flush()
+    except KeyboardInterrupt:
+        out.write(renderer.finish())
+        print("hotswap: stopped following; the deploy goes on in the server", file=sys.stderr)
+        raise
+    finally:
+        out.write(renderer.finish())
+        out.flush()
+    if renderer.outcome is None:
+        print(f"hotswap: {renderer.summary()}", file=sys.stderr)
+    return exit_code(renderer.outcome)
+
+
+def register_deploy(commands: Commands) -> None:
+    parser = add_command(commands, "deploy", "deploy a domain through the running server")
+    parser.add_argument("domain", metavar="DOMAIN")
+    parser.add_argument("--image", metavar="REF", help="image to deploy (default: the route's)")
+    parser.add_argument(
+        "--force", action="store_true", help="deploy even if the image id is the running one"
+    )
+    parser.set_defaults(handler=_deploy)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    events = admin_client(args).deploy(args.domain, args.image, force=args.force)
+    return follow_progress(events, sys.stdout)
+
+
+def register_rollback(commands: Commands) -> None:
+    summary = "redeploy the image that ran before the last deploy"
+    parser = add_command(commands, "rollback", summary)
+    parser.add_argument("domain", metavar="DOMAIN")
+    parser.set_defaults(handler=_rollback)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    return follow_progress(admin_client(args).rollback(args.domain), sys.stdout)
+
+
+def register_status(commands: Commands) -> None:
+    summary = "show routes, containers, in-flight counts and last deploys"
+    parser = add_command(commands, "status", summary)
+    parser.add_argument("--json", action="store_true", help="print the status document as JSON")
+    parser.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from hotswap.admin.render import render_status
+
+    document = admin_client(args).status()
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(render_status(document))
+    return 0
+
+
+def register_reload(commands: Commands) -> None:
+    parser = add_command(commands, "reload", "make the running server re-read its config file")
+    parser.set_defaults(handler=_reload)
+
+
+def _reload(args: argparse.Namespace) -> int:
+    changes = admin_client(args).reload()
+    if not changes:
+        print("reloaded: no changes")
+    for line in changes:
+        print(f"reloaded: {line}")
+    return 0
+
+
+COMMANDS: list[Callable[[Commands], None]] = [
+    register_serve,
+    register_config,
+    register_deploy,
+    register_rollback,
+    register_status,
+    register_reload,
+]

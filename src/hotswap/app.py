@@ -1,0 +1,185 @@
+"""The running server: one root nursery holding every long-lived task.
+
+    root nursery
+    ├── docker events task        (runtime.run)
+    ├── deployer                  (deploy nursery: one task per deploy)
+    ├── proxy server              (handler nursery: one task per client connection)
+    ├── admin server              (handler nursery: one task per admin connection)
+    ├── image watch               (when deploy.watch_images)
+    └── signal handler            (SIGTERM/SIGINT: graceful stop; SIGHUP: reload)
+
+`serve` stopping never stops app containers: the next `serve` adopts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Mapping
+
+import trio
+
+from hotswap.config import Config, ExternalRoute, ServerConfig, load_config
+from hotswap.proxy.routes import Backend, RouteTable
+
+log = logging.getLogger(__name__)
+
+
+def external_backend(route: ExternalRoute) -> Backend:
+    return Backend(route.address, name=f"external:{route.address}")
+
+
+class App:
+    """Holds the live state a reload or the admin API acts on."""
+
+    def __init__(self, config: Config) -> None:
+        from hotswap.deploy.deployer import Deployer
+        from hotswap.runtime.docker import DockerRuntime
+
+        self.config = config
+        self.routes = RouteTable()
+        self.runtime = DockerRuntime(config.docker)
+        self.deployer = Deployer(config, self.runtime, self.routes)
+        self.proxy: object | None = None  # ProxyServer once started
+        self.admin_port: int | None = None
+        self._reload_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        for domain, route in config.external_routes.items():
+            self.routes.switch(domain, external_backend(route))
+
+    def server_config(self) -> ServerConfig:
+        """The current [server] settings; read per connection so reloads apply."""
+        return self.config.server
+
+    async def reload(self) -> list[str]:
+        """Re-read the config file and apply it; the running config stays on error.
+
+        Returns one line per change applied.
+        """
+        async with self._reload_lock:
+            if self.config.path is None:
+                return ["no config file to reload"]
+            new = await trio.to_thread.run_sync(load_config, self.config.path)
+            changes = self._apply(new)
+            log.info("reloaded path=%s changes=%d", new.path, len(changes))
+            for line in changes:
+                log.info("reload: %s", line)
+            return changes
+
+    def _apply(self, new: Config) -> list[str]:
+        old = self.config
+        changes: list[str] = []
+        if new.server != old.server:
+            changed = _changed_keys(old.server.__dict__, new.server.__dict__)
+            if new.server.listen != old.server.listen or (
+                new.server.admin_listen != old.server.admin_listen
+            ):
+                changes.append("listen addresses changed: they apply at the next restart")
+            changes.append(f"server settings changed: {', '.join(changed)}")
+        if new.deploy != old.deploy:
+            changed = _changed_keys(old.deploy.__dict__, new.deploy.__dict__)
+            changes.append(f"deploy settings changed: {', '.join(changed)}")
+        if new.docker != old.docker:
+            changes.append("docker settings changed: they apply at the next restart")
+        self.config = new
+        self.deployer.update_config(new)
+        nursery = self._nursery
+        assert nursery is not None
+        # External routes: switch at once; the old backend drains in the background.
+        for domain, ext in new.external_routes.items():
+            if old.external_routes.get(domain) != ext:
+                previous = self.routes.switch(domain, external_backend(ext))
+                changes.append(f"external route {domain} -> {ext.address}")
+                if previous is not None:
+                    nursery.start_soon(self._retire_backend, previous)
+        for domain in old.external_routes.keys() - new.external_routes.keys():
+            if domain in new.routes:
+                continue
+            previous = self.routes.remove(domain)
+            changes.append(f"external route {domain} removed")
+            if previous is not None:
+                nursery.start_soon(self._retire_backend, previous)
+        # Managed routes: deploy added and changed ones, retire removed ones.
+        for domain, route in new.routes.items():
+            before = old.routes.get(domain)
+            if before is None:
+                changes.append(f"route {domain} added: deploying {route.image}")
+                self.deployer.start_deploy(domain, reason="reload")
+            elif before != route:
+                changes.append(f"route {domain} changed: deploying {route.image}")
+                self.deployer.start_deploy(domain, force=True, reason="reload")
+        for domain in old.routes.keys() - new.routes.keys():
+            changes.append(f"route {domain} removed: draining and stopping its container")
+            nursery.start_soon(self._retire_route, domain)
+        return changes
+
+    async def _retire_backend(self, backend: Backend) -> None:
+        with trio.move_on_after(self.config.deploy.drain_timeout):
+            await backend.inflight.wait_idle()
+        backend.close()
+
+    async def _retire_route(self, domain: str) -> None:
+        if domain in self.config.external_routes:
+            return
+        await self.deployer.retire(domain)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from hotswap.admin.server import serve_admin
+        from hotswap.deploy.watch import watch_images
+        from hotswap.proxy.server import serve_proxy
+
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+                await nursery.start(self.runtime.run)
+                await nursery.start(self.deployer.run)
+                self.proxy = await nursery.start(serve_proxy, self.server_config, self.routes)
+                self.admin_port = await nursery.start(serve_admin, self)
+                if self.config.deploy.watch_images:
+                    # Before start_up: a tag moving during the start-up deploys is seen.
+                    await nursery.start(watch_images, self.runtime, self.deployer, self._routes_now)
+                await self.deployer.start_up()
+                log.info(
+                    "serving proxy=%s admin=%s routes=%d external_routes=%d",
+                    self.config.server.listen,
+                    self.config.server.admin_listen,
+                    len(self.config.routes),
+                    len(self.config.external_routes),
+                )
+                task_status.started()
+                async for signum in sigs:
+                    if signum == signal.SIGHUP:
+                        nursery.start_soon(self._reload_from_signal)
+                        continue
+                    log.info("stopping signal=%s", signal.Signals(signum).name)
+                    break
+            await self._shutdown()
+            nursery.cancel_scope.cancel()
+
+    def _routes_now(self) -> Mapping[str, str]:
+        return {domain: route.image for domain, route in self.config.routes.items()}
+
+    async def _reload_from_signal(self) -> None:
+        from hotswap.errors import HotswapError
+
+        try:
+            await self.reload()
+        except HotswapError as exc:
+            log.error("reload rejected, the running config stays:\n%s", exc)
+
+    async def _shutdown(self) -> None:
+        """Stop accepting, let requests in flight finish (bounded), leave containers running."""
+        proxy = self.proxy
+        if proxy is not None:
+            await proxy.shutdown(self.config.deploy.drain_timeout)  # type: ignore[attr-defined]
+        log.info("stopped; app containers keep running")
+
+
+def _changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> list[str]:
+    return [key for key in new if old.get(key) != new[key]]
+
+
+def serve(config: Config) -> int:
+    """Run hotswap until SIGTERM/SIGINT; the CLI's `serve`."""
+    trio.run(App(config).run)
+    return 0

@@ -1,0 +1,180 @@
+"""Prometheus metrics: counters the proxy and the deployer feed, gauges read at scrape time.
+
+prometheus_client does the exposition format. Its metrics are plain objects
+guarded by a threading.Lock held for a few instructions, so recording from the
+Trio thread never blocks on I/O. Each Metrics owns its own registry (tests and
+a second App in one process never share counters).
+
+Hot path: `observe_request` is called once per exchange by the proxy; it caches
+the labelled children so a request costs two dict look-ups and three additions.
+In-flight counts and open connections are not counted twice: they are read from
+the route table and the proxy when /metrics is scraped (`render`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from hotswap import __version__
+
+# The "<name>_created" timestamp series only double the output; Prometheus ignores them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # "text/plain; version=0.0.4; charset=utf-8"
+
+NO_ROUTE = "-"  # domain label of requests that matched no route (keeps label values bounded)
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+DEPLOY_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+DRAIN_BUCKETS = (0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def status_class(status: int) -> str:
+    """ "2xx" for 200..299 and so on; anything outside 100..599 is "other"."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
+
+
+class Metrics:
+    """Every metric hotswap exports, in one registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "hotswap_http_requests",
+            "Requests answered by the proxy, by domain and status class.",
+            ["domain", "status_class"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "hotswap_http_request_duration_seconds",
+            "Time from the request head to the last byte of the response, by domain.",
+            ["domain"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.connect_errors = Counter(
+            "hotswap_upstream_connect_errors",
+            "Connections to a backend that failed or timed out, by domain.",
+            ["domain"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "hotswap_requests_in_flight",
+            "Requests in flight on the current backend of each domain.",
+            ["domain"],
+            registry=r,
+        )
+        self.tunnels = Gauge(
+            "hotswap_tunnels_open",
+            "Upgraded (WebSocket) connections open on the current backend of each domain.",
+            ["domain"],
+            registry=r,
+        )
+        self.open_connections = Gauge(
+            "hotswap_open_client_connections",
+            "Client connections open on the proxy listener.",
+            registry=r,
+        )
+        self.deploys = Counter(
+            "hotswap_deploys",
+            "Deploys finished, by domain and result (ok, failed, skipped).",
+            ["domain", "result"],
+            registry=r,
+        )
+        self.deploy_duration = Histogram(
+            "hotswap_deploy_duration_seconds",
+            "Duration of finished deploys, from start to the old container removed.",
+            ["result"],
+            buckets=DEPLOY_BUCKETS,
+            registry=r,
+        )
+        self.drain_duration = Histogram(
+            "hotswap_drain_duration_seconds",
+            "Time from the switch until the old container had nothing in flight (or gave up).",
+            buckets=DRAIN_BUCKETS,
+            registry=r,
+        )
+        info = Gauge("hotswap_build_info", "Always 1; the version label.", ["version"], registry=r)
+        info.labels(version=__version__).set(1)
+        self._request_children: dict[tuple[str, int], Counter] = {}
+        self._duration_children: dict[str, Histogram] = {}
+        self._gauge_domains: set[str] = set()
+
+    # -- recording (hot path and deployer) -------------------------------------------
+
+    def observe_request(
+        self, domain: str | None, status: int, duration: float, *, connect_error: bool = False
+    ) -> None:
+        """Record one finished exchange. `domain` is the route's key, None if none matched.
+
+        `connect_error`: the backend could not be reached (the proxy answered 502/504).
+        """
+        label = domain if domain is not None else NO_ROUTE
+        hundreds = status // 100
+        key = (label, hundreds)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self.requests.labels(domain=label, status_class=status_class(status))
+            self._request_children[key] = counter
+        counter.inc()
+        histogram = self._duration_children.get(label)
+        if histogram is None:
+            histogram = self.request_duration.labels(domain=label)
+            self._duration_children[label] = histogram
+        histogram.observe(duration)
+        if connect_error:
+            self.connect_errors.labels(domain=label).inc()
+
+    def observe_deploy(self, domain: str, result: str, duration: float) -> None:
+        """Record a finished deploy; `result` is DeployResult.outcome: ok, failed, skipped."""
+        self.deploys.labels(domain=domain, result=result).inc()
+        self.deploy_duration.labels(result=result).observe(duration)
+
+    def observe_drain(self, duration: float) -> None:
+        """Record how long the old container took to drain after a switch."""
+        self.drain_duration.observe(duration)
+
+    # -- exposition --------------------------------------------------------------------
+
+    def render(
+        self,
+        in_flight: Iterable[tuple[str, int, int]] = (),
+        open_connections: int = 0,
+    ) -> bytes:
+        """The text exposition, after setting the live gauges.
+
+        `in_flight`: (domain, requests, tunnels) for each routed domain right now.
+        """
+        seen: set[str] = set()
+        for domain, requests, tunnels in in_flight:
+            self.in_flight.labels(domain=domain).set(requests)
+            self.tunnels.labels(domain=domain).set(tunnels)
+            seen.add(domain)
+        for gone in self._gauge_domains - seen:  # a removed route stops being reported
+            self.in_flight.remove(gone)
+            self.tunnels.remove(gone)
+        self._gauge_domains = seen
+        self.open_connections.set(open_connections)
+        return generate_latest(self.registry)
+
+
+def parse_samples(text: str) -> Mapping[str, float]:
+    """`name{labels}` -> value for every sample line of an exposition (for tests and checks)."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        samples[name] = float(value)
+    return samples
