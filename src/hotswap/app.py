@@ -13,14 +13,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import trio
 
 from hotswap.config import Config, ExternalRoute, ServerConfig, load_config
+from hotswap.metrics import Metrics
 from hotswap.proxy.routes import Backend, RouteTable
+
+if TYPE_CHECKING:
+    from hotswap.deploy.progress import DeployResult
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,13 @@ class App:
         self.deployer = Deployer(config, self.runtime, self.routes)
         self.proxy: object | None = None  # ProxyServer once started
         self.admin_port: int | None = None
+        self.metrics = Metrics()
+        self.deployer.on_result = self._observe_deploy
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        self._starting = trio.CancelScope()  # cancelled by a signal during start-up
+        self._started = False
+        self._stop = trio.Event()
         for domain, route in config.external_routes.items():
             self.routes.switch(domain, external_backend(route))
 
@@ -124,37 +135,83 @@ class App:
         await self.deployer.retire(domain)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            # Signals first: SIGTERM during start-up (e.g. waiting for Docker) must work.
+            await nursery.start(self._signals)
+            with self._starting:
+                await self._start(nursery)
+            if self._starting.cancelled_caught:
+                log.info("stopped during start-up")
+                nursery.cancel_scope.cancel()
+                return
+            self._started = True
+            task_status.started()
+            await self._stop.wait()
+            await self._shutdown()
+            nursery.cancel_scope.cancel()
+
+    async def _start(self, nursery: trio.Nursery) -> None:
         from hotswap.admin.server import serve_admin
         from hotswap.deploy.watch import watch_images
         from hotswap.proxy.server import serve_proxy
 
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
-                await nursery.start(self.runtime.run)
-                await nursery.start(self.deployer.run)
-                self.proxy = await nursery.start(serve_proxy, self.server_config, self.routes)
-                self.admin_port = await nursery.start(serve_admin, self)
-                if self.config.deploy.watch_images:
-                    # Before start_up: a tag moving during the start-up deploys is seen.
-                    await nursery.start(watch_images, self.runtime, self.deployer, self._routes_now)
-                await self.deployer.start_up()
-                log.info(
-                    "serving proxy=%s admin=%s routes=%d external_routes=%d",
-                    self.config.server.listen,
-                    self.config.server.admin_listen,
-                    len(self.config.routes),
-                    len(self.config.external_routes),
-                )
-                task_status.started()
-                async for signum in sigs:
-                    if signum == signal.SIGHUP:
-                        nursery.start_soon(self._reload_from_signal)
-                        continue
-                    log.info("stopping signal=%s", signal.Signals(signum).name)
-                    break
-            await self._shutdown()
-            nursery.cancel_scope.cancel()
+        if self.config.routes:
+            # Managed routes need Docker before the proxy listens: their containers are
+            # adopted first, so no request meets a 404 while hotswap restarts.
+            await nursery.start(self.runtime.run)
+        else:
+            # External routes only: serve at once, whether or not Docker answers.
+            nursery.start_soon(self.runtime.run)
+        await nursery.start(self.deployer.run)
+        self.proxy = await nursery.start(
+            functools.partial(serve_proxy, observe=self.metrics.observe_request),
+            self.server_config,
+            self.routes,
+        )
+        self.admin_port = await nursery.start(serve_admin, self)
+        if self.config.deploy.watch_images:
+            # Before start_up: a tag moving during the start-up deploys is seen.
+            await nursery.start(watch_images, self.runtime, self.deployer, self._routes_now)
+        if self.config.routes:
+            await self.deployer.start_up()
+        log.info(
+            "serving proxy=%s admin=%s routes=%d external_routes=%d",
+            self.config.server.listen,
+            self.config.server.admin_listen,
+            len(self.config.routes),
+            len(self.config.external_routes),
+        )
+
+    async def _signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """SIGHUP reloads; SIGTERM/SIGINT stop gracefully, a second one at once."""
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+            task_status.started()
+            async for signum in sigs:
+                name = signal.Signals(signum).name
+                if signum == signal.SIGHUP:
+                    if self._started:
+                        assert self._nursery is not None
+                        self._nursery.start_soon(self._reload_from_signal)
+                    else:
+                        log.warning("reload ignored: hotswap is still starting signal=%s", name)
+                elif not self._started:
+                    log.info("stopping during start-up signal=%s", name)
+                    self._starting.cancel()
+                elif not self._stop.is_set():
+                    log.info("stopping signal=%s", name)
+                    self._stop.set()
+                else:
+                    log.info("stopping now, not waiting for requests signal=%s", name)
+                    assert self._nursery is not None
+                    self._nursery.cancel_scope.cancel()
+
+    def _observe_deploy(self, result: DeployResult) -> None:
+        self.metrics.observe_deploy(result.domain, result.outcome.value, result.duration)
+        if result.drain is not None:
+            self.metrics.observe_drain(result.drain)
 
     def _routes_now(self) -> Mapping[str, str]:
         return {domain: route.image for domain, route in self.config.routes.items()}
