@@ -114,7 +114,7 @@ class Metrics:
     # -- recording (hot path and deployer) -------------------------------------------
 
     def observe_request(
-        self, domain: str | None, status: int, duration: float, *, connect_error: bool = False
+        self, domain: str | None, status: int, duration: float, connect_error: bool = False
     ) -> None:
         """Record one finished exchange. `domain` is the route's key, None if none matched.
 

@@ -30,6 +30,7 @@ from docker_helpers import free_port, http_request
 from hotswap.admin.client import AdminClient
 from hotswap.config import Address
 from hotswap.errors import AdminClientError
+from hotswap.metrics import parse_samples
 
 TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 TICK = 0.2  # probing another process (the server) is the one place we tick
@@ -312,9 +313,21 @@ async def test_status_shows_domains_images_containers_and_last_deploys(
         await hotswap.wait_serving(domain, b"v1\n")
         table = await hotswap.cli("status")
         as_json = await hotswap.cli("status", "--json")
-        metrics = await trio.to_thread.run_sync(hotswap.admin().metrics)
+        deployed = f'hotswap_deploys_total{{domain="{domain}",result="ok"}}'
+        # The start-up deploy ends after its stabilisation, a moment after the route is up.
+        while True:
+            metrics = await trio.to_thread.run_sync(hotswap.admin().metrics)
+            if deployed in metrics:
+                break
+            await trio.sleep(TICK)
     assert f'hotswap_requests_in_flight{{domain="{domain}"}} 0.0' in metrics
     assert "hotswap_open_client_connections" in metrics
+    samples = parse_samples(metrics)
+    # The proxy and the deployer feed the metrics: wait_serving's requests, the start-up deploy.
+    assert samples[f'hotswap_http_requests_total{{domain="{domain}",status_class="2xx"}}'] >= 1
+    assert samples[f'hotswap_http_request_duration_seconds_count{{domain="{domain}"}}'] >= 1
+    assert samples[deployed] == 1
+    assert samples['hotswap_deploy_duration_seconds_count{result="ok"}'] >= 1
     assert table.code == 0, table
     header, row = table.out.splitlines()[:2]
     assert header.split()[:4] == ["DOMAIN", "IMAGE", "CONTAINER", "STATE"]

@@ -197,6 +197,47 @@ async def test_hop_by_hop_headers_are_removed_and_x_forwarded_headers_set() -> N
         assert b"keep-alive" not in resp.headers
 
 
+async def test_x_forwarded_host_is_the_host_the_client_sent() -> None:
+    async def handler(ex: Exchange) -> None:
+        await ex.respond(200, b"ok")
+
+    async with harness() as h:
+        up = await h.upstream(handler)
+        h.route("app.test", up)
+        proxy = await h.proxy()
+        resp = await fetch(proxy.port, "GET", "/", "App.Test:8080")
+        assert resp.status == 200
+        seen = up.requests[0].headers
+        assert seen[b"x-forwarded-host"] == b"App.Test:8080"
+        assert seen[b"host"] == b"App.Test:8080"
+
+
+async def test_only_websocket_upgrades_are_forwarded() -> None:
+    async def handler(ex: Exchange) -> None:
+        await ex.respond(200, b"plain")
+
+    async with harness() as h:
+        up = await h.upstream(handler)
+        h.route("app.test", up)
+        proxy = await h.proxy()
+        resp = await fetch(
+            proxy.port,
+            "GET",
+            "/",
+            "app.test",
+            [
+                (b"connection", b"Upgrade, HTTP2-Settings"),
+                (b"upgrade", b"h2c"),
+                (b"http2-settings", b"AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+        )
+        assert resp.status == 200 and resp.body == b"plain"
+        seen = up.requests[0].headers
+        assert b"upgrade" not in seen
+        assert b"http2-settings" not in seen
+        assert seen.get(b"connection", b"") != b"upgrade"
+
+
 async def test_upstream_answering_before_reading_the_body_reaches_the_client() -> None:
     async def early(ex: Exchange) -> None:
         # Answers 413 without reading the upload (and h11 then closes).

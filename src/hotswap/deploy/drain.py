@@ -41,6 +41,7 @@ class DrainResult:
     requests_left: int = 0
     tunnels_left: int = 0
     tunnels_closed: int = 0
+    duration: float = 0.0  # seconds from the start of the drain to its end
 
 
 def close_tunnels(backend: Backend) -> int:
@@ -56,6 +57,7 @@ async def drain(
 ) -> DrainResult:
     """Drain `backend` (already switched away from) per `settings`; see the module doc."""
     result = DrainResult()
+    started = time.monotonic()
     if settings.websocket_drain is WebSocketDrain.CLOSE:
         result.tunnels_closed = close_tunnels(backend)
     inflight = backend.inflight
@@ -85,6 +87,7 @@ async def drain(
         result.idle_at = time.time()
     result.requests_left = inflight.requests
     result.tunnels_left = inflight.tunnels
+    result.duration = time.monotonic() - started
     return result
 
 

@@ -109,6 +109,7 @@ class DeployResult:
     duration: float = 0.0  # wall time of the whole deploy, queueing included
     healthy_to_switch: float | None = None  # Docker's healthy event (or readiness) -> switch
     idle_to_stop: float | None = None  # last in-flight response on the old -> old stopped
+    drain: float | None = None  # the old backend's drain (None: there was no old backend)
 
     @property
     def ok(self) -> bool:
@@ -127,6 +128,7 @@ class DeployResult:
             "duration": round(self.duration, 3),
             "healthy_to_switch": _rounded(self.healthy_to_switch),
             "idle_to_stop": _rounded(self.idle_to_stop),
+            "drain": _rounded(self.drain),
         }
 
 

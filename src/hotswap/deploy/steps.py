@@ -138,6 +138,7 @@ class DeployRun:
             container_name=new.name,
             healthy_to_switch=healthy_to_switch,
             idle_to_stop=idle_to_stop,
+            drain=None if drained is None else drained.duration,
         )
 
     async def _ensure_image(self) -> ImageInfo:

@@ -103,6 +103,14 @@ def _request_framing(headers: Headers) -> tuple[int | None, bool, bool]:
     return length, chunked, expect
 
 
+def _raw_host(headers: Headers) -> str:
+    """The client's Host value as sent (X-Forwarded-Host carries it, port included)."""
+    for name, value in headers:
+        if name == b"host":
+            return value.decode("latin-1")
+    return ""
+
+
 def _content_length(headers: Headers) -> bytes | None:
     """The Content-Length value h11 validated (duplicates already collapsed)."""
     for name, value in headers:
@@ -151,7 +159,16 @@ async def forward(client: ClientConnection, request: RequestHead) -> None:
     finally:
         if exchange.tunnel is None:
             backend.inflight.end_request()
-        client.log_access(request, host, exchange.status, started, backend.name, exchange.sent)
+        client.log_access(
+            request,
+            host,
+            exchange.status,
+            started,
+            backend.name,
+            exchange.sent,
+            domain=host,
+            connect_error=exchange.connect_error,
+        )
 
 
 class _Exchange:
@@ -162,6 +179,7 @@ class _Exchange:
         "body_error",
         "chunked",
         "client",
+        "connect_error",
         "expect",
         "head_deadline",
         "host",
@@ -202,6 +220,7 @@ class _Exchange:
         self.watch_client = True
         self.body_error: BaseException | None = None
         self.tunnel: Tunnel | None = None
+        self.connect_error = False  # the backend could not be reached (for the metrics)
 
     async def run(self) -> None:
         client = self.client
@@ -238,6 +257,7 @@ class _Exchange:
             backend.stats.errors += 1
             if isinstance(exc, UpstreamConnectError):
                 backend.stats.connect_errors += 1
+                self.connect_error = True
             log.warning(
                 "upstream error host=%s backend=%s status=%d cause=%s",
                 self.host,
@@ -269,11 +289,15 @@ class _Exchange:
         request = self.request
         has_body = self.chunked or bool(self.length)
         upgrade = is_upgrade_request(request.headers)
+        if upgrade is not None and upgrade != b"websocket":
+            # Only WebSocket upgrades become tunnels (their frames are tracked, so a
+            # deploy can close them cleanly); h2c and others go on as plain HTTP/1.1.
+            upgrade = None
         headers = request_headers_for_upstream(
             request.headers,
             client_ip=self.client.peer,
             scheme="http",
-            host=self.host,
+            host=_raw_host(request.headers) or self.host,
             upgrade=upgrade,
         )
         if self.expect:  # answered here, when the body is wanted (RFC 9110 10.1.1)

@@ -71,6 +71,8 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.rejected = 0  # connections refused with 503 (max_connections)
+        # Called once per answered request: (domain or None, status, seconds, connect error).
+        self.observe: Callable[[str | None, int, float, bool], None] | None = None
         self._accept_scope = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
         self._all_closed = trio.Event()
@@ -378,7 +380,19 @@ class ClientConnection:
         started: float,
         backend: str,
         sent: int = 0,
+        *,
+        domain: str | None = None,
+        connect_error: bool = False,
     ) -> None:
+        """The access log line and the request metrics of one answered request.
+
+        `domain`: the route that answered (None when none did, so a hostile Host
+        header cannot create metric series).
+        """
+        duration = time.perf_counter() - started
+        observe = self.server.observe
+        if observe is not None:
+            observe(domain, status, duration, connect_error)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 "client=%s host=%s method=%s path=%s status=%d bytes=%d duration_ms=%.1f "
@@ -389,7 +403,7 @@ class ClientConnection:
                 request.target.decode("ascii", "replace"),
                 status,
                 sent,
-                (time.perf_counter() - started) * 1000.0,
+                duration * 1000.0,
                 backend,
             )
 
@@ -398,6 +412,7 @@ async def serve_proxy(
     config_getter: Callable[[], ServerConfig],
     routes: RouteTable,
     *,
+    observe: Callable[[str | None, int, float, bool], None] | None = None,
     task_status: trio.TaskStatus[ProxyServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on config.listen (port 0 allowed) and proxy until shut down.
@@ -408,6 +423,7 @@ async def serve_proxy(
     config = config_getter()
     listeners = await trio.open_tcp_listeners(config.listen.port, host=config.listen.host)
     server = ProxyServer(config_getter, routes, listeners)
+    server.observe = observe
     log.info("proxy listening address=%s:%d", config.listen.host, server.port)
     try:
         async with trio.open_nursery() as handlers:
