@@ -4,8 +4,9 @@ Forwarding code speaks only these events and methods, never h11 itself, so a
 C-accelerated codec could be added later as an option without touching it.
 Each side of an exchange has its own codec: `ServerCodec` for the client
 connection, `ClientCodec` for an upstream connection. Framing headers given to
-`response()` / `request()` are the caller's choice; the codec validates every
-header it sends and refuses ambiguous framing it receives.
+`response()` / `request()` are the caller's choice; the codec refuses ambiguous
+framing it receives, and trusts the heads it sends to be made of what it parsed
+(see the note on `_parsed=True` below).
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ MAX_REQUEST_HEAD_SIZE: Final = 32 * 1024
 MAX_RESPONSE_HEAD_SIZE: Final = 64 * 1024
 
 
+# Every head we send is built from fields h11 itself parsed and validated (the
+# peer's headers, method, target, reason) plus values we produce (IP addresses,
+# decimal lengths, constants). Re-validating them on send was a third of h11's
+# cost per proxied request (profiled: 270 -> 185 us of codec time per request on
+# the benchmark machine), so heads are sent with h11's `_parsed=True`, which skips
+# the regexes h11 already ran on receive (lower-casing and the Content-Length /
+# Transfer-Encoding checks still run). The flag is private to h11 (present since
+# 0.8); tests/proxy would fail at once if an h11 release dropped it.
 class ProtocolError(Exception):
     """The peer sent something that is not valid HTTP/1.1; `status_hint` is the answer."""
 
@@ -202,10 +211,10 @@ class ServerCodec(_Codec):
         """Serialise a response head (1xx included); h11 adds `Connection: close` if needed."""
         if status < 200:
             event: h11.Response | h11.InformationalResponse = h11.InformationalResponse(
-                status_code=status, headers=headers, reason=reason
+                status_code=status, headers=headers, reason=reason, _parsed=True
             )
         else:
-            event = h11.Response(status_code=status, headers=headers, reason=reason)
+            event = h11.Response(status_code=status, headers=headers, reason=reason, _parsed=True)
         return self._h11.send(event) or b""
 
 
@@ -222,7 +231,8 @@ class ClientCodec(_Codec):
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head_size)
 
     def request(self, method: bytes, target: bytes, headers: Headers) -> bytes:
-        return self._h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        event = h11.Request(method=method, target=target, headers=headers, _parsed=True)
+        return self._h11.send(event) or b""
 
     @property
     def idle(self) -> bool:
