@@ -105,15 +105,13 @@ def test_a_multi_line_error_keeps_the_summary_first_and_indents_the_log() -> Non
 
 def test_a_skipped_deploy_exits_0_and_says_why() -> None:
     out, renderer = run(
-        [ev("skipped", 0, "image id equals the running one; use --force")], tty=False
+        [ev("skipped", 0, "image id equals the running one; use --force"), ev("done", 0.1)],
+        tty=False,
     )
-    assert "image id equals the running one" in out
+    assert "= skipped" in out
+    assert "image id equals the running one" in out.splitlines()[-1]
+    assert renderer.outcome == "skipped"
     assert exit_code(renderer.outcome) == 0
-
-
-def test_skipped_then_done_is_done() -> None:
-    _, renderer = run([ev("skipped", 0, "same image"), ev("done", 0.1)], tty=False)
-    assert renderer.outcome == "done"
 
 
 def test_a_stream_that_ends_without_a_result_exits_1() -> None:

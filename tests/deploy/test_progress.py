@@ -35,11 +35,14 @@ def test_finish_emits_the_final_event_with_the_error() -> None:
     assert handle.result is not None and handle.result.outcome is Outcome.FAILED
 
 
-def test_a_skip_ends_with_skipped_and_is_not_a_failure() -> None:
+def test_a_skip_ends_with_done_saying_skipped_and_is_not_a_failure() -> None:
     handle = DeployHandle("d1", "a.com", "app:2", "manual")
     handle.emit(Phase.SKIPPED, "same image")
     handle.finish(result(handle, Outcome.SKIPPED))
-    assert [e.phase for e in handle.history] == [Phase.SKIPPED]
+    assert [e.phase for e in handle.history] == [Phase.SKIPPED, Phase.DONE]
+    last = handle.history[-1].to_json()
+    assert last["event"] == "done"
+    assert last["data"]["result"] == "skipped"
     assert handle.result is not None and handle.result.ok
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-TERMINAL_EVENTS = frozenset({"done", "failed", "skipped"})  # the stream ends after each
+TERMINAL_EVENTS = frozenset({"done", "failed"})  # the stream ends after each
 # Phases whose repeated events update one line in a terminal.
 REDRAWN_PHASES = frozenset({"pulling", "waiting", "health", "draining"})
 ERASE_LINE = "\r\x1b[K"
@@ -85,6 +85,7 @@ class ProgressRenderer:
         self.tty = tty
         self.clock = clock
         self.outcome: str | None = None  # "done", "failed" or "skipped"
+        self._skipped: str | None = None  # why, when a "skipped" event came
         self.last_event: Mapping[str, Any] | None = None
         self._start: float | None = None  # event time of the first event
         self._local_start = clock()
@@ -103,8 +104,12 @@ class ProgressRenderer:
         """The text to write for `event` (may be "" when it says nothing new)."""
         phase = str(event.get("event", ""))
         self.last_event = event
+        if phase == "skipped":
+            self._skipped = describe(event)
         if phase in TERMINAL_EVENTS:
             self.outcome = phase
+            if phase == "done" and (_data(event).get("result") == "skipped" or self._skipped):
+                self.outcome = "skipped"
         body = f"{phase:<9} {describe(event)}".rstrip()
         line = f"{self.elapsed(event):6.1f}s  {body}"
         if phase in TERMINAL_EVENTS:
@@ -143,7 +148,7 @@ class ProgressRenderer:
             container = data.get("container") or data.get("container_name")
             return f"✓ {what}{took}" + (f" (container {container})" if container else "")
         if self.outcome == "skipped":
-            return f"= skipped {domain}: {describe(event)}"
+            return f"= skipped {domain}: {self._skipped or describe(event)}"
         if self.outcome == "failed":
             error = str(event.get("error") or data.get("error") or describe(event))
             first, *rest = error.strip().splitlines() or [""]

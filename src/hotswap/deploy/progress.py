@@ -34,13 +34,15 @@ class Phase(enum.StrEnum):
     DRAINED = "drained"
     STOPPING = "stopping"
     STOPPED = "stopped"
-    SKIPPED = "skipped"  # final: the image id equals the running container's
+    SKIPPED = "skipped"  # the image id equals the running container's; "done" follows
     ROLLED_BACK = "rolled_back"  # the new container died after the switch; routed back
     DONE = "done"  # final
     FAILED = "failed"  # final
 
 
-FINAL_PHASES = frozenset({Phase.DONE, Phase.FAILED, Phase.SKIPPED})
+# The stream of every deploy ends with one of these (the admin API's contract); a
+# skipped deploy ends with "done" whose data says result "skipped".
+FINAL_PHASES = frozenset({Phase.DONE, Phase.FAILED})
 _WARNING_PHASES = frozenset({Phase.FAILED, Phase.ROLLED_BACK})
 
 
@@ -175,13 +177,13 @@ class DeployHandle:
         return event
 
     def finish(self, result: DeployResult) -> None:
-        """Set the result; emits the final event (done / skipped / failed) if not yet emitted."""
+        """Set the result; emits the final event (done / failed) if not yet emitted."""
         if self._finished.is_set():
             return
         if self.phase not in FINAL_PHASES:
             phase = {
                 Outcome.OK: Phase.DONE,
-                Outcome.SKIPPED: Phase.SKIPPED,
+                Outcome.SKIPPED: Phase.DONE,
                 Outcome.FAILED: Phase.FAILED,
             }[result.outcome]
             self.emit(phase, result.error, **result.to_json())
