@@ -55,6 +55,7 @@ class App:
         self._starting = trio.CancelScope()  # cancelled by a signal during start-up
         self._started = False
         self._stop = trio.Event()
+        self._watch_scope: trio.CancelScope | None = None  # the image watch, when running
         for domain, route in config.external_routes.items():
             self.routes.switch(domain, external_backend(route))
 
@@ -96,6 +97,14 @@ class App:
         self.deployer.update_config(new)
         nursery = self._nursery
         assert nursery is not None
+        if new.deploy.watch_images and self._watch_scope is None:
+            self._watch_scope = trio.CancelScope()
+            nursery.start_soon(self._watch_images, self._watch_scope)
+            changes.append("image watch started")
+        elif not new.deploy.watch_images and self._watch_scope is not None:
+            self._watch_scope.cancel()
+            self._watch_scope = None
+            changes.append("image watch stopped")
         # External routes: switch at once; the old backend drains in the background.
         for domain, ext in new.external_routes.items():
             if old.external_routes.get(domain) != ext:
@@ -153,7 +162,6 @@ class App:
 
     async def _start(self, nursery: trio.Nursery) -> None:
         from hotswap.admin.server import serve_admin
-        from hotswap.deploy.watch import watch_images
         from hotswap.proxy.server import serve_proxy
 
         if self.config.routes:
@@ -172,7 +180,8 @@ class App:
         self.admin_port = await nursery.start(serve_admin, self)
         if self.config.deploy.watch_images:
             # Before start_up: a tag moving during the start-up deploys is seen.
-            await nursery.start(watch_images, self.runtime, self.deployer, self._routes_now)
+            self._watch_scope = trio.CancelScope()
+            await nursery.start(self._watch_images, self._watch_scope)
         if self.config.routes:
             await self.deployer.start_up()
         log.info(
@@ -207,6 +216,20 @@ class App:
                     log.info("stopping now, not waiting for requests signal=%s", name)
                     assert self._nursery is not None
                     self._nursery.cancel_scope.cancel()
+
+    async def _watch_images(
+        self,
+        scope: trio.CancelScope,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """The image watch, in `scope`: a reload with deploy.watch_images = false cancels it."""
+        from hotswap.deploy.watch import watch_images
+
+        with scope:
+            await watch_images(
+                self.runtime, self.deployer, self._routes_now, task_status=task_status
+            )
 
     def _observe_deploy(self, result: DeployResult) -> None:
         self.metrics.observe_deploy(result.domain, result.outcome.value, result.duration)

@@ -431,6 +431,32 @@ async def test_image_watch_deploys_after_docker_tag(
     assert "image-watch" in hotswap.log() or "image watch" in hotswap.log()
 
 
+async def test_reload_turns_the_image_watch_on_and_off(
+    hotswap: Hotswap, test_images: dict[str, str]
+) -> None:
+    domain = unique("watchreload")
+    ref = f"{hotswap.tag_prefix}/app:latest"
+    hotswap.tag(test_images["app_v1"], ref)
+    hotswap.routes[domain] = ref
+    hotswap.deploy["watch_images"] = "false"
+    with trio.fail_after(120):
+        await started(hotswap, domain)
+        await hotswap.wait_serving(domain, b"v1\n")
+        hotswap.deploy["watch_images"] = "true"
+        hotswap.write_config()
+        on = await hotswap.cli("reload")
+        assert on.code == 0 and "image watch started" in on.out, on
+        hotswap.tag(test_images["app_v2"], ref)
+        with trio.move_on_after(60) as waiting:
+            await hotswap.wait_serving(domain, b"v2\n")
+        assert not waiting.cancelled_caught, hotswap.log()
+        hotswap.deploy["watch_images"] = "false"
+        hotswap.write_config()
+        off = await hotswap.cli("reload")
+        assert off.code == 0 and "image watch stopped" in off.out, off
+    assert "image watch started" in hotswap.log()
+
+
 async def test_a_wrong_token_is_refused_with_a_clear_message(
     hotswap: Hotswap, test_images: dict[str, str]
 ) -> None:
