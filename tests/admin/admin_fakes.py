@@ -94,6 +94,9 @@ class FakeDeployer:
         handle.emit("stopped")
         handle.emit("done", image=image)
 
+    async def refresh(self) -> None:
+        await trio.lowlevel.checkpoint()
+
     def status(self) -> Mapping[str, Any]:
         return {"app.example.com": {"state": "running", "health": "healthy"}, "unmanaged": []}
 

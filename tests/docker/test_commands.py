@@ -338,6 +338,15 @@ async def test_status_shows_domains_images_containers_and_last_deploys(
     (entry,) = [r for r in document["routes"] if r["domain"] == domain]
     assert entry["backend"]["container_id"] == container.id
     assert entry["requests"] >= 1
+    assert entry["deploy"]["state"] == "running", entry["deploy"]
+    # Status is live: what Docker says now, not what was seen at the deploy.
+    hotswap.client.api.pause(container.id)
+    try:
+        with trio.fail_after(30):
+            paused = await hotswap.route(domain)
+    finally:
+        hotswap.client.api.unpause(container.id)
+    assert paused is not None and paused["deploy"]["state"] == "paused", paused
 
 
 async def test_rollback_redeploys_the_previous_image(

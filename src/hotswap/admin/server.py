@@ -77,6 +77,8 @@ class DeployerLike(Protocol):
 
     def status(self) -> Mapping[str, Any]: ...
 
+    async def refresh(self) -> None: ...
+
 
 class AdminApp(Protocol):
     @property
@@ -348,6 +350,7 @@ async def _status(
     conn: AdminConnection, request: h11.Request, params: Mapping[str, str], body: bytes
 ) -> None:
     app = conn.app
+    await app.deployer.refresh()  # live state and health of the serving containers
     document = build_status(app.config, app.routes, app.deployer.status(), _open_connections(app))
     await conn.send_json(200, document)
 

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -33,6 +33,8 @@ from hotswap.runtime.base import LABEL_PREVIOUS_IMAGE, ContainerInfo, ContainerR
 
 log = logging.getLogger(__name__)
 
+# `hotswap status` waits at most this long for Docker to report the containers' health.
+STATUS_REFRESH_TIMEOUT: Final = 2.0
 REFRESH_TIMEOUT = 10.0  # inspecting the new container once it serves (for status)
 
 
@@ -51,6 +53,7 @@ class Deployer:
         self._queues: defaultdict[str, DomainQueue] = defaultdict(DomainQueue)
         self._current: dict[str, ContainerInfo] = {}  # domain -> container serving it
         self._running: dict[str, DeployHandle] = {}  # domain -> deploy holding its lock
+        self._runs: dict[str, DeployRun] = {}  # domain -> its running deploy's steps
         self._last: dict[str, DeployResult] = {}
         self._unknown: list[ContainerInfo] = []
         # Called with every finished deploy's result (e.g. the app feeds its metrics).
@@ -154,9 +157,11 @@ class Deployer:
             current=self._current.get(route.domain),
             force=force,
         )
+        self._runs[route.domain] = run
         try:
             return await run.run()
         finally:
+            del self._runs[route.domain]
             # Even if cancelled after the switch (hotswap stopping): it is what serves now.
             if run.serving is not None:
                 self._current[route.domain] = run.serving
@@ -262,11 +267,32 @@ class Deployer:
 
     # -- status --------------------------------------------------------------------
 
+    async def refresh(self) -> None:
+        """Re-read the state and health of each serving container (for status); bounded.
+
+        A container a deploy replaced meanwhile is left alone: only the entry that was
+        inspected is updated. One that cannot be inspected keeps what was known.
+        """
+
+        async def one(domain: str, info: ContainerInfo) -> None:
+            try:
+                fresh = await self._runtime.inspect(info.id)
+            except HotswapError as exc:
+                log.debug("status: inspect failed container=%s error=%s", info.name, exc)
+                return
+            if self._current.get(domain) is info:
+                self._current[domain] = fresh
+
+        with trio.move_on_after(STATUS_REFRESH_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                for domain, info in list(self._current.items()):
+                    nursery.start_soon(one, domain, info)
+
     def status(self) -> dict[str, Any]:
         """JSON-able: {"domains": {domain: {...}}, "unmanaged": [...]}."""
         domains: dict[str, Any] = {}
         for domain in sorted(set(self._config.routes) | set(self._current) | set(self._last)):
-            info = self._current.get(domain)
+            info = self._serving(domain)
             entry: dict[str, Any] = {
                 "image": info.image if info else None,
                 "image_id": info.image_id if info else None,
@@ -294,6 +320,13 @@ class Deployer:
         return {"domains": domains, "unmanaged": unmanaged}
 
     # -- helpers -------------------------------------------------------------------
+
+    def _serving(self, domain: str) -> ContainerInfo | None:
+        """The container serving `domain`: a running deploy's new one from its switch on."""
+        run = self._runs.get(domain)
+        if run is not None and run.serving is not None:
+            return run.serving
+        return self._current.get(domain)
 
     def _route(self, domain: str) -> Route:
         try:
