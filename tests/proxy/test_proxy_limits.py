@@ -47,6 +47,32 @@ async def test_request_head_over_the_limit_is_431() -> None:
         proxy = await h.proxy()
         head = b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
         assert status_of(await raw_exchange(proxy.port, head)) == 431
+        # Under the read size: the whole head arrives at once, h11 does not limit it.
+        head = b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+        raw = await raw_exchange(proxy.port, head)
+        assert status_of(raw) == 431
+        assert b"connection: close" in raw.lower()
+        assert up.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET / HTTP/2.0\r\nHost: app.test\r\n\r\n", 505),
+        (b"GET / HTTP/1.2\r\nHost: app.test\r\n\r\n", 505),
+        (b"CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\n\r\n", 405),
+    ],
+)
+async def test_requests_hotswap_does_not_forward_are_refused_and_closed(
+    head: bytes, status: int
+) -> None:
+    async with harness() as h:
+        up = await h.upstream()
+        h.route("app.test", up)
+        proxy = await h.proxy()
+        raw = await raw_exchange(proxy.port, head)  # returns once the proxy closed
+        assert status_of(raw) == status
+        assert b"connection: close" in raw.lower()
         assert up.connections == 0
 
 

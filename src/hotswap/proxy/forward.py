@@ -36,6 +36,7 @@ from hotswap.http.host import BadHost, origin_form, request_host
 from hotswap.proxy.codec import (
     CLOSED,
     END,
+    MAX_REQUEST_HEAD_SIZE,
     NEED_DATA,
     Body,
     Headers,
@@ -65,6 +66,7 @@ IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"
 FLUSH_SIZE: Final = 64 * 1024
 _CHUNKED: Final = ((b"transfer-encoding", b"chunked"),)
 _CLOSE: Final = ((b"connection", b"close"),)
+_VERSIONS: Final = frozenset({b"1.0", b"1.1"})
 
 
 class ClientGone(Exception):
@@ -103,6 +105,23 @@ def _request_framing(headers: Headers) -> tuple[int | None, bool, bool]:
     return length, chunked, expect
 
 
+def _refusal(request: RequestHead) -> tuple[int, str] | None:
+    """(status, detail) for a request h11 parsed but hotswap does not forward, else None."""
+    if request.http_version not in _VERSIONS:
+        # h11 reads any HTTP/x.y request line; only 1.0 and 1.1 are HTTP/1 messages.
+        return 505, f"HTTP/{request.http_version.decode('ascii', 'replace')} is not supported"
+    if request.method == b"CONNECT":
+        return 405, "CONNECT is not supported: hotswap is a reverse proxy"
+    # h11 limits only a head that arrives in pieces; one that came in one read is
+    # measured here (request line + header lines, as received).
+    size = len(request.method) + len(request.target) + 12
+    for name, value in request.headers:
+        size += len(name) + len(value) + 4
+    if size > MAX_REQUEST_HEAD_SIZE:
+        return 431, f"the request head exceeds {MAX_REQUEST_HEAD_SIZE} bytes"
+    return None
+
+
 def _raw_host(headers: Headers) -> str:
     """The client's Host value as sent (X-Forwarded-Host carries it, port included)."""
     for name, value in headers:
@@ -127,6 +146,12 @@ async def forward(client: ClientConnection, request: RequestHead) -> None:
     """
     started = time.perf_counter()
     config = client.config
+    refused = _refusal(request)
+    if refused is not None:
+        status, detail = refused
+        await client.send_error(status, detail, close=True)
+        client.log_access(request, "-", status, started, "-")
+        return
     try:
         host = request_host(request.target, request.headers, request.http_version)
     except BadHost as exc:
@@ -192,6 +217,7 @@ class _Exchange:
         "up",
         "waiting_scope",
         "watch_client",
+        "wrote",
     )
 
     def __init__(
@@ -221,6 +247,7 @@ class _Exchange:
         self.body_error: BaseException | None = None
         self.tunnel: Tunnel | None = None
         self.connect_error = False  # the backend could not be reached (for the metrics)
+        self.wrote = False  # a byte of the response reached the client
 
     async def run(self) -> None:
         client = self.client
@@ -279,7 +306,14 @@ class _Exchange:
             up.pool.discard(up)
         client = self.client
         if not client.codec.can_respond:
-            raise UpstreamBroken(detail)
+            if self.wrote:
+                raise UpstreamBroken(detail)
+            # A response head was serialised but nothing was written (the request body
+            # turned out malformed while the upstream answered early): the client still
+            # gets its error, written past the codec, and the connection closes.
+            self.status = status
+            await client.send_final_error(status, detail)
+            return
         self.status = status
         await client.send_error(status, detail, close=close or not client.codec.peer_done)
 
@@ -469,6 +503,7 @@ class _Exchange:
             if event is NEED_DATA:
                 if out:
                     await client.send(b"".join(out))
+                    self.wrote = True
                     out.clear()
                     size = 0
                 data = await self._receive_upstream()
@@ -481,11 +516,13 @@ class _Exchange:
                 size += len(chunk)
                 if size >= FLUSH_SIZE:
                     await client.send(b"".join(out))
+                    self.wrote = True
                     out.clear()
                     size = 0
             elif event is END:
                 out.append(ccodec.end())
                 await client.send(b"".join(out))
+                self.wrote = True
                 return
             elif event is CLOSED:
                 raise UpstreamBroken("upstream closed the connection mid-response")
@@ -584,6 +621,7 @@ class _Exchange:
         self.status = 101
         payload = client.codec.response(101, headers, head.reason)
         await client.send(payload)
+        self.wrote = True
         tunnel = Tunnel(
             client.stream,
             up.stream,

@@ -23,7 +23,7 @@ from typing import Final
 import trio
 
 from hotswap.config import ServerConfig
-from hotswap.http.pages import error_page
+from hotswap.http.pages import error_page, reason
 from hotswap.proxy.codec import (
     CLOSED,
     MAX_REQUEST_HEAD_SIZE,
@@ -191,6 +191,7 @@ class ClientConnection:
     __slots__ = (
         "codec",
         "config",
+        "final_error",
         "gone",
         "idle",
         "in_head",
@@ -213,6 +214,7 @@ class ClientConnection:
         except OSError:
             self.peer = "-"
         self.gone = False
+        self.final_error = False  # send_final_error() answered: nothing more is sent
         self.scope = trio.CancelScope()  # the connection's: deadline per phase
         self.idle = False  # waiting for a request, nothing of it received
         self.in_head = False  # part of a request head received
@@ -229,7 +231,8 @@ class ClientConnection:
         """Serve requests until the connection should close; linger if the client is sending."""
         await self._serve()
         codec = self.codec
-        if not self.gone and codec.response_done and not codec.peer_done:
+        answered = codec.response_done or self.final_error
+        if not self.gone and answered and not codec.peer_done:
             await self._linger()
 
     async def _linger(self) -> None:
@@ -363,6 +366,15 @@ class ClientConnection:
             self.codec.send_failed()
             self.gone = True
             raise ClientGone(f"write to client failed: {exc}") from exc
+
+    async def send_final_error(self, status: int, detail: str) -> None:
+        """An error page written straight to the socket, bypassing the codec, whose
+        state already holds a response that was never sent; the connection closes after."""
+        headers, body = _page(status, detail)
+        head = b"HTTP/1.1 %d %s\r\n" % (status, reason(status))
+        head += b"".join(b"%s: %s\r\n" % item for item in headers)
+        self.final_error = True
+        await self.send(head + b"connection: close\r\n\r\n" + body)
 
     async def send_error(self, status: int, detail: str, *, close: bool = False) -> None:
         """Answer the current request with a small error page."""
