@@ -40,6 +40,14 @@ async def test_malformed_or_ambiguous_requests_are_refused_and_never_forwarded(h
         assert up.connections == 0
 
 
+async def test_error_pages_have_a_status_line_with_a_reason() -> None:
+    async with harness() as h:
+        proxy = await h.proxy()
+        head = b"GET / HTTP/1.1\r\nHost: nowhere.test\r\nConnection: close\r\n\r\n"
+        raw = await raw_exchange(proxy.port, head)
+        assert raw.startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+
 async def test_request_head_over_the_limit_is_431() -> None:
     async with harness() as h:
         up = await h.upstream()
@@ -202,12 +210,20 @@ async def test_response_head_late_is_504() -> None:
         assert backend.stats.connect_errors == 0
 
 
-async def test_invalid_upstream_response_is_502() -> None:
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        # Both framings: h11 would let chunked win; a proxy must not relay it (RFC 9112 6.3).
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"8\r\nhello!!!\r\n0\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+async def test_invalid_upstream_response_is_502(response: bytes) -> None:
     async def garbage(stream: trio.SocketStream) -> None:
         await stream.receive_some(65536)
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc"
-        )
+        await stream.send_all(response)
 
     async with harness() as h:
         backend = h.route("app.test", await h.raw_upstream(garbage))

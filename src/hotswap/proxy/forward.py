@@ -122,6 +122,15 @@ def _refusal(request: RequestHead) -> tuple[int, str] | None:
     return None
 
 
+def _ambiguous_framing(headers: Headers) -> bool:
+    """Both Content-Length and Transfer-Encoding (h11 lets TE win; we refuse both)."""
+    names = {name for name, _ in headers if name in _FRAMING_NAMES}
+    return len(names) == 2
+
+
+_FRAMING_NAMES: Final = frozenset({b"content-length", b"transfer-encoding"})
+
+
 def _raw_host(headers: Headers) -> str:
     """The client's Host value as sent (X-Forwarded-Host carries it, port included)."""
     for name, value in headers:
@@ -471,6 +480,12 @@ class _Exchange:
                 elif type(event) is ResponseHead:
                     assert isinstance(event, ResponseHead)
                     if event.status >= 200 or event.status == 101:
+                        if _ambiguous_framing(event.headers):
+                            # RFC 9112 6.3: a sign of response splitting; never relay it.
+                            raise UpstreamProtocolError(
+                                "invalid response from upstream: Content-Length with "
+                                "Transfer-Encoding"
+                            )
                         self.status = event.status
                         return event
                     # Other 1xx (100, 103) are not relayed: we answer 100 ourselves.

@@ -168,7 +168,8 @@ class ProxyServer:
         # No request was read: the codec needs one to frame a response, so use a stub.
         codec.receive(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         codec.next_event()
-        payload = codec.response(503, [*headers, _CLOSE]) + codec.body(body) + codec.end()
+        payload = codec.response(503, [*headers, _CLOSE], reason(503))
+        payload += codec.body(body) + codec.end()
         with trio.move_on_after(REJECT_TIMEOUT):
             try:
                 await stream.send_all(payload)
@@ -382,7 +383,8 @@ class ClientConnection:
         if close or self.server.draining:
             headers.append(_CLOSE)
         codec = self.codec
-        await self.send(codec.response(status, headers) + codec.body(body) + codec.end())
+        head = codec.response(status, headers, reason(status))
+        await self.send(head + codec.body(body) + codec.end())
 
     def log_access(
         self,
