@@ -38,6 +38,7 @@ from hotswap.admin.router import (
 from hotswap.admin.status import build_status, in_flight_samples
 from hotswap.config import Config
 from hotswap.errors import ConfigError, HotswapError
+from hotswap.http.pages import reason
 from hotswap.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hotswap.metrics import Metrics
 from hotswap.proxy.routes import RouteTable
@@ -269,7 +270,7 @@ class AdminConnection:
         head = [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers]
         if close:
             head.append(("Connection", "close"))
-        await self._send(h11.Response(status_code=status, headers=head))
+        await self._send(h11.Response(status_code=status, headers=head, reason=reason(status)))
         await self._send(h11.Data(data=body))
         await self._send(h11.EndOfMessage())
 
@@ -298,7 +299,7 @@ class AdminConnection:
             ("Cache-Control", "no-store"),
             ("X-Hotswap-Deploy", handle.id),
         ]
-        await self._send(h11.Response(status_code=200, headers=headers))
+        await self._send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
         last = ""
         events = handle.events()
         try:
