@@ -258,7 +258,8 @@ async def test_deploy_prints_each_phase_with_elapsed_time_and_a_summary(
         assert await hotswap.get(domain) == b"v2\n"
     lines = result.out.splitlines()
     phases = [line.split()[1] for line in lines[:-1]]
-    for phase in ("starting", "switched", "draining", "stopped"):
+    # Nothing was in flight: drained at once, then the 1 s stabilization is said aloud.
+    for phase in ("starting", "switched", "draining", "drained", "stabilizing", "stopped"):
         assert phase in phases, result.out
     assert all(line.split()[0].endswith("s") for line in lines[:-1])  # elapsed time first
     assert lines[-1].startswith("✓ deployed"), result.out

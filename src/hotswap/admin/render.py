@@ -29,6 +29,7 @@ _PHASE_TEXT = {
     "switched": "switched traffic to the new container",
     "draining": "draining the old container",
     "drained": "old container drained",
+    "stabilizing": "watching the new container before stopping the old one",
     "stopping": "stopping the old container",
     "stopped": "old container stopped and removed",
     "skipped": "skipped",

@@ -32,6 +32,7 @@ class Phase(enum.StrEnum):
     SWITCHED = "switched"
     DRAINING = "draining"  # in-flight count of the old backend going down
     DRAINED = "drained"
+    STABILIZING = "stabilizing"  # drained; the new container is still being watched
     STOPPING = "stopping"
     STOPPED = "stopped"
     SKIPPED = "skipped"  # the image id equals the running container's; "done" follows

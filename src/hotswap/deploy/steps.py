@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -52,6 +52,8 @@ from hotswap.runtime.base import (
 )
 
 log = logging.getLogger(__name__)
+# A stabilisation wait shorter than this after the drain is not worth a progress line.
+STABILIZING_REPORT_MIN: Final = 0.1
 
 CLEANUP_TIMEOUT = 30.0  # removing a failed new container, shielded from cancellation
 
@@ -243,6 +245,7 @@ class DeployRun:
         settings = self.config.deploy
         drained: DrainResult | None = None
         died: ContainerEvent | None = None
+        stable_at = trio.current_time() + settings.stabilization
 
         async def drain_old(old: Backend) -> None:
             nonlocal drained
@@ -256,6 +259,14 @@ class DeployRun:
                 tunnels=drained.tunnels_left,
                 tunnels_closed=drained.tunnels_closed,
             )
+            left = stable_at - trio.current_time()
+            if left >= STABILIZING_REPORT_MIN:
+                self.report(
+                    "stabilizing",
+                    f"watching {new.name} for {left:.1f}s more (deploy.stabilization) "
+                    f"before stopping {old.name}",
+                    remaining=round(left, 3),
+                )
 
         try:
             async with trio.open_nursery() as nursery:
