@@ -335,6 +335,12 @@ class Deployer:
             key = domain
         route = self._config.routes.get(key)
         if route is None:
+            external = self._config.external_routes.get(key)
+            if external is not None:
+                raise UnknownDomainError(
+                    f"{key} is an external route (to {external.address}): hotswap proxies "
+                    "it but does not deploy it; only [routes] entries have containers"
+                )
             raise UnknownDomainError(f"unknown domain {domain}: no route in the config")
         return route
 
