@@ -184,6 +184,10 @@ class App:
             await nursery.start(self._watch_images, self._watch_scope)
         if self.config.routes:
             await self.deployer.start_up()
+        else:
+            # Nothing to adopt, but managed containers left from an earlier config are
+            # still listed (status: unmanaged) once Docker answers.
+            nursery.start_soon(self._start_up_without_routes)
         log.info(
             "serving proxy=%s admin=%s routes=%d external_routes=%d",
             self.config.server.listen,
@@ -191,6 +195,14 @@ class App:
             len(self.config.routes),
             len(self.config.external_routes),
         )
+
+    async def _start_up_without_routes(self) -> None:
+        from hotswap.errors import HotswapError
+
+        try:
+            await self.deployer.start_up()
+        except HotswapError as exc:
+            log.warning("cannot list managed containers (is Docker up?) error=%s", exc)
 
     async def _signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
