@@ -3,7 +3,8 @@
 One row per scenario: requests per 100 ms (bars, left axis) and the p99 latency
 of the requests started in each 100 ms (line, right axis, log scale) over time;
 each deploy's phases shaded (waiting for healthy: start -> switch; draining:
-switch -> old container stopped); failed requests as red marks on the time axis.
+switch -> old container stopped); failed requests and WebSocket failures as red
+marks on the time axis; WebSocket closes by the server as purple ticks at the top.
 ImportError when matplotlib is missing: the caller writes the report without it.
 """
 
@@ -21,6 +22,8 @@ from matplotlib.patches import Patch
 BIN_S = 0.1
 WAITING_COLOR = "#f2c14e"
 DRAINING_COLOR = "#5b8def"
+WS_CLOSE_COLOR = "#8e44ad"
+LEGEND_IN = 0.55  # height of the legend (two rows) above the plots, inches
 
 
 def _p99(values: list[float]) -> float:
@@ -67,23 +70,33 @@ def plot(raw: dict[str, dict[str, Any]], path: Path) -> Path:
             lat.plot([p[0] + BIN_S / 2 for p in pts], [p[1] for p in pts], color="black", lw=0.8)
             lat.set_yscale("log")
         lat.set_ylabel("p99 latency ms (fast requests)")
-        if errors:
-            ax.vlines(errors, 0, 1, transform=ax.get_xaxis_transform(), color="red", lw=1)
+        ws_events = result.get("ws_events", [])
+        ws_failures = [e.time - t0 for e in ws_events if e.kind == "failure"]
+        ws_closes = [e.time - t0 for e in ws_events if e.kind == "close"]
+        if errors or ws_failures:
+            ax.vlines(errors + ws_failures, 0, 1, transform=ax.get_xaxis_transform(), color="red",
+                      lw=1)  # fmt: skip
+        if ws_closes:
+            ax.vlines(ws_closes, 0.92, 1, transform=ax.get_xaxis_transform(),
+                      color=WS_CLOSE_COLOR, lw=1.5)  # fmt: skip
         ax.set_ylim(0, max(counts, default=1) * 1.25 + 1)
-        ax.set_title(f"{name}: {len(errors)} failed requests", loc="left",
-                     color="red" if errors else "black")  # fmt: skip
+        title = f"{name}: {len(errors)} failed requests"
+        if result.get("websockets"):
+            title += f", {len(ws_failures)} WebSocket failures, {len(ws_closes)} WebSocket closes"
+        ax.set_title(title, loc="left", color="red" if errors or ws_failures else "black")
     fig.legend(
         handles=[
             Patch(color="#999999", label="requests / 100 ms (left)"),
             Patch(color="black", label="p99 latency per 100 ms (right, log)"),
             Patch(color=WAITING_COLOR, alpha=0.5, label="deploy: start -> switch"),
             Patch(color=DRAINING_COLOR, alpha=0.5, label="switched, draining the old one"),
-            Patch(color="red", label="failed request"),
+            Patch(color="red", label="failed request / WebSocket"),
+            Patch(color=WS_CLOSE_COLOR, label="WebSocket closed by the server"),
         ],
-        loc="upper center", fontsize="small", ncol=5,
+        loc="upper center", fontsize="small", ncol=3,
     )  # fmt: skip
     axes[-1, 0].set_xlabel("seconds since the load started")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.tight_layout(rect=(0, 0, 1, 1 - LEGEND_IN / fig.get_figheight()))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
