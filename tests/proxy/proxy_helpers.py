@@ -86,16 +86,10 @@ async def echo_handler(ex: Exchange) -> None:
     await ex.respond(200, body, [(b"x-path", ex.request.target)])
 
 
-@dataclasses.dataclass
-class Upstream:
-    """An h11 test backend: counts connections and requests."""
+class _Listening:
+    """A test backend on a free loopback port; `_connection(stream)` serves each one."""
 
-    handler: Handler = echo_handler
-    name: str = "up"
-    port: int = 0
-    connections: int = 0
-    requests: list[Exchange] = dataclasses.field(default_factory=list)
-    open_streams: set[trio.SocketStream] = dataclasses.field(default_factory=set)
+    port: int
 
     @property
     def address(self) -> Address:
@@ -106,6 +100,21 @@ class Upstream:
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started()
         await trio.serve_listeners(self._connection, listeners)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class Upstream(_Listening):
+    """An h11 test backend: counts connections and requests."""
+
+    handler: Handler = echo_handler
+    name: str = "up"
+    port: int = 0
+    connections: int = 0
+    requests: list[Exchange] = dataclasses.field(default_factory=list)
+    open_streams: set[trio.SocketStream] = dataclasses.field(default_factory=set)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
@@ -137,22 +146,12 @@ class Upstream:
 
 
 @dataclasses.dataclass
-class RawUpstream:
+class RawUpstream(_Listening):
     """A plain-socket backend: `handler(stream)` runs once per connection."""
 
     handler: Callable[[trio.SocketStream], Awaitable[None]]
     port: int = 0
     connections: int = 0
-
-    @property
-    def address(self) -> Address:
-        return Address(HOST, self.port)
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host=HOST)
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started()
-        await trio.serve_listeners(self._connection, listeners)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
