@@ -81,7 +81,9 @@ SERVER_KEYS: tuple[KeySpec, ...] = (
             "Time a client has to send a complete request head (408 after it).", _R,
             positive=True),
     KeySpec("server.idle_timeout", Kind.DURATION, "75s",
-            "How long an idle keep-alive client connection stays open.", _R, positive=True),
+            "How long an idle keep-alive client connection stays open; also how long a "
+            "client may stall mid-request (body: 408) or stop reading a response "
+            "(closed).", _R, positive=True),
     KeySpec("server.upstream_connect_timeout", Kind.DURATION, "5s",
             "Time to connect to a backend; beyond this the proxy answers 502.", _R,
             positive=True),

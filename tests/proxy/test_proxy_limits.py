@@ -248,6 +248,57 @@ async def test_upstream_closing_mid_body_closes_the_client_connection() -> None:
         assert backend.stats.errors == 1
 
 
+async def test_a_request_body_that_stalls_is_408_after_idle_timeout_and_frees_the_backend() -> None:
+    upstream_saw_close = trio.Event()
+
+    async def reads_until_closed(stream: trio.SocketStream) -> None:
+        while await stream.receive_some(65536):
+            pass
+        upstream_saw_close.set()
+
+    async with harness() as h:
+        backend = h.route("app.test", await h.raw_upstream(reads_until_closed))
+        proxy = await h.proxy(idle_timeout=0.3)
+        head = b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\nabc"
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        async with stream:
+            await stream.send_all(head)  # 3 of 10 bytes, then nothing
+            raw = b""
+            while chunk := await stream.receive_some(65536):
+                raw += chunk
+        assert status_of(raw) == 408
+        assert b"connection: close" in raw.lower()
+        await backend.inflight.wait_idle()
+        await upstream_saw_close.wait()  # the upstream exchange was given up too
+
+
+async def test_a_client_that_stops_reading_is_closed_after_idle_timeout() -> None:
+    async def endless(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        while True:  # until the proxy closes this connection
+            await stream.send_all(chunk)
+
+    async with harness() as h:
+        backend = h.route("app.test", await h.raw_upstream(endless))
+        proxy = await h.proxy(idle_timeout=0.3)
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            await wait_for_requests(backend, 1)
+            # Read nothing: the proxy's writes block, and after idle_timeout it gives up.
+            await backend.inflight.wait_idle()
+            assert backend.stats.client_aborts == 1
+            # What was buffered drains, then EOF or a reset: the proxy closed the
+            # connection (if it did not, this would hang until the harness's limit).
+            try:
+                while await stream.receive_some(1 << 20):
+                    pass
+            except trio.BrokenResourceError:
+                pass
+
+
 async def test_client_going_away_is_499_a_client_abort_and_cancels_the_upstream_exchange(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -502,10 +502,20 @@ class Exchange:
                     out.clear()
                 if ccodec.waiting_for_continue:
                     await client.send(ccodec.continue_100())
+                data = None
                 try:
-                    data = await receive(client.stream.socket, RECEIVE_SIZE)
+                    # A body that stalls for idle_timeout ends the exchange: 408, close
+                    # (nginx: client_body_timeout), so it cannot hold the backend forever.
+                    with trio.move_on_after(client.config.idle_timeout):
+                        data = await receive(client.stream.socket, RECEIVE_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise ClientGone(f"read from client failed: {exc}") from exc
+                if data is None:
+                    raise ProtocolError(
+                        "the request body stalled for idle_timeout="
+                        f"{client.config.idle_timeout:g}s",
+                        408,
+                    )
                 if not data:
                     raise ClientGone("client closed the connection mid-body")
                 ccodec.receive(data)

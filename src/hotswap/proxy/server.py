@@ -360,13 +360,25 @@ class ClientConnection:
     # -- what forward() uses -----------------------------------------------------------
 
     async def send(self, data: bytes) -> None:
-        """Write to the client; a failed write ends the connection (ClientGone)."""
+        """Write to the client; a failed write ends the connection (ClientGone).
+
+        A client that reads nothing for idle_timeout while we write (a slow-read
+        attack, or a client gone without a FIN) is treated as gone, so it cannot hold
+        a backend's in-flight count, and with it a deploy's drain, forever.
+        """
+        timeout = self.config.idle_timeout
         try:
-            await send_all(self.stream.socket, data)
+            with trio.move_on_after(timeout):
+                await send_all(self.stream.socket, data)
+                return
+            cause = f"the client read nothing for idle_timeout={timeout:g}s"
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.codec.send_failed()
             self.gone = True
             raise ClientGone(f"write to client failed: {exc}") from exc
+        self.codec.send_failed()
+        self.gone = True
+        raise ClientGone(cause)
 
     async def send_final_error(self, status: int, detail: str) -> None:
         """An error page written straight to the socket, bypassing the codec, whose
