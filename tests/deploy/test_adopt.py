@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hotswap.config import Address
 from hotswap.deploy.adopt import plan_adoption
 from hotswap.runtime.base import ContainerInfo, Health
@@ -76,3 +78,20 @@ def test_containers_of_unknown_domains_are_left_alone_and_reported() -> None:
     assert [c.id for c in plan.unknown] == ["gone"]
     assert plan.remove == []
     assert plan.deploy == ["a.com"]
+
+
+def test_a_restarting_container_is_not_adopted_over_a_running_one() -> None:
+    old = container("old", "a.com", 1.0)
+    crashing = container("new", "a.com", 2.0)  # newer, but crash-looping
+    crashing = dataclasses.replace(crashing, status="restarting", exit_code=1)
+    plan = plan_adoption(["a.com"], [old, crashing])
+    assert plan.adopt["a.com"].id == "old"
+    assert [c.id for c in plan.remove] == ["new"]
+
+
+def test_a_route_whose_only_container_is_restarting_is_deployed() -> None:
+    crashing = dataclasses.replace(container("c", "a.com", 1.0), status="restarting")
+    plan = plan_adoption(["a.com"], [crashing])
+    assert plan.adopt == {}
+    assert plan.deploy == ["a.com"]
+    assert [c.id for c in plan.remove] == ["c"]
