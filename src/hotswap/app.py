@@ -107,11 +107,21 @@ class App:
             changes.append("image watch stopped")
         # External routes: switch at once; the old backend drains in the background.
         for domain, ext in new.external_routes.items():
-            if old.external_routes.get(domain) != ext:
-                previous = self.routes.switch(domain, external_backend(ext))
-                changes.append(f"external route {domain} -> {ext.address}")
-                if previous is not None:
-                    nursery.start_soon(self._retire_backend, previous)
+            if old.external_routes.get(domain) == ext:
+                continue
+            if domain in old.routes:
+                # A managed route becomes external: switched under the domain's deploy
+                # lock, then its container is drained, stopped and removed.
+                changes.append(
+                    f"route {domain} is now external -> {ext.address}: "
+                    "stopping its container once drained"
+                )
+                nursery.start_soon(self._retire_route, domain, external_backend(ext))
+                continue
+            previous = self.routes.switch(domain, external_backend(ext))
+            changes.append(f"external route {domain} -> {ext.address}")
+            if previous is not None:
+                nursery.start_soon(self._retire_backend, previous)
         for domain in old.external_routes.keys() - new.external_routes.keys():
             if domain in new.routes:
                 continue
@@ -128,7 +138,7 @@ class App:
             elif before != route:
                 changes.append(f"route {domain} changed: deploying {route.image}")
                 self.deployer.start_deploy(domain, force=True, reason="reload")
-        for domain in old.routes.keys() - new.routes.keys():
+        for domain in old.routes.keys() - new.routes.keys() - new.external_routes.keys():
             changes.append(f"route {domain} removed: draining and stopping its container")
             nursery.start_soon(self._retire_route, domain)
         return changes
@@ -138,10 +148,8 @@ class App:
             await backend.inflight.wait_idle()
         backend.close()
 
-    async def _retire_route(self, domain: str) -> None:
-        if domain in self.config.external_routes:
-            return
-        await self.deployer.retire(domain)
+    async def _retire_route(self, domain: str, replacement: Backend | None = None) -> None:
+        await self.deployer.retire(domain, replacement)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -164,10 +172,13 @@ class App:
         from hotswap.admin.server import serve_admin
         from hotswap.proxy.server import serve_proxy
 
+        plan = None
         if self.config.routes:
-            # Managed routes need Docker before the proxy listens: their containers are
-            # adopted first, so no request meets a 404 while hotswap restarts.
+            # Managed routes need Docker before the proxy listens: their running
+            # containers are adopted first, so no request meets a 404 while hotswap
+            # restarts (the extra containers and the missing routes come after).
             await nursery.start(self.runtime.run)
+            plan = await self.deployer.adopt()
         else:
             # External routes only: serve at once, whether or not Docker answers.
             nursery.start_soon(self.runtime.run)
@@ -182,8 +193,8 @@ class App:
             # Before start_up: a tag moving during the start-up deploys is seen.
             self._watch_scope = trio.CancelScope()
             await nursery.start(self._watch_images, self._watch_scope)
-        if self.config.routes:
-            await self.deployer.start_up()
+        if plan is not None:
+            await self.deployer.finish_start_up(plan)
         else:
             # Nothing to adopt, but managed containers left from an earlier config are
             # still listed (status: unmanaged) once Docker answers.

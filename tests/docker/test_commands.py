@@ -441,6 +441,27 @@ async def test_image_watch_deploys_after_docker_tag(
     assert "image-watch" in hotswap.log() or "image watch" in hotswap.log()
 
 
+async def test_reload_moving_a_route_to_external_routes_stops_its_container(
+    hotswap: Hotswap, test_images: dict[str, str]
+) -> None:
+    domain = unique("moved")
+    hotswap.routes[domain] = test_images["app_v1"]
+    with trio.fail_after(120):
+        await started(hotswap, domain)
+        await hotswap.wait_serving(domain, b"v1\n")
+        del hotswap.routes[domain]
+        closed = free_port()  # nothing listens: the external route answers 502
+        hotswap.external[domain] = f"127.0.0.1:{closed}"
+        hotswap.write_config()
+        result = await hotswap.cli("reload")
+        assert result.code == 0 and f"route {domain} is now external" in result.out, result
+        await hotswap.wait_containers(domain, 0)  # drained, stopped and removed
+        response = await http_request(hotswap.proxy_port, "/", host=domain)
+        assert response.status == 502
+        entry = await hotswap.route(domain)
+        assert entry is not None and entry["kind"] == "external", entry
+
+
 async def test_reload_turns_the_image_watch_on_and_off(
     hotswap: Hotswap, test_images: dict[str, str]
 ) -> None:
@@ -506,6 +527,15 @@ async def test_sigterm_leaves_containers_running_and_a_restart_adopts_them(
         assert still.status == "running"
 
         hotswap.start()
+        # The restarted proxy adopts before it listens: its very first answer is the app's.
+        while True:
+            hotswap.check_alive()
+            try:
+                first = await http_request(hotswap.proxy_port, "/", host=domain)
+                break
+            except OSError:  # not listening yet
+                await trio.sleep(TICK)
+        assert (first.status, first.body) == (200, b"v1\n"), first
         entry = await hotswap.wait_routed(domain)
         assert entry["backend"]["container_id"] == before.id
         assert await hotswap.get(domain) == b"v1\n"

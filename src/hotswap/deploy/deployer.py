@@ -23,7 +23,7 @@ import trio
 
 from hotswap.addresses import normalize_domain
 from hotswap.config import Config, Route
-from hotswap.deploy.adopt import plan_adoption
+from hotswap.deploy.adopt import AdoptionPlan, plan_adoption
 from hotswap.deploy.progress import DeployHandle, DeployResult, Outcome, Phase
 from hotswap.deploy.queue import DomainQueue, Ticket
 from hotswap.deploy.steps import DeployRun
@@ -195,6 +195,15 @@ class Deployer:
 
         Waits for those deploys. Containers of unknown domains are left running, reported.
         """
+        plan = await self.adopt()
+        await self.finish_start_up(plan)
+
+    async def adopt(self) -> AdoptionPlan:
+        """Route each domain to its running managed container (one Docker call).
+
+        Run before the proxy listens, so a restart of hotswap never answers 404 for an
+        app that is running; the slow part of start-up is finish_start_up().
+        """
         containers = await self._runtime.list_managed()
         plan = plan_adoption(self._config.routes, containers)
         for domain, info in plan.adopt.items():
@@ -213,6 +222,20 @@ class Deployer:
                 info.address,
                 info.health,
             )
+        self._unknown = plan.unknown
+        for info in plan.unknown:
+            log.warning(
+                "managed container of a domain not in the config, left running "
+                "container=%s name=%s domain=%s image=%s",
+                info.id[:12],
+                info.name,
+                info.domain,
+                info.image,
+            )
+        return plan
+
+    async def finish_start_up(self, plan: AdoptionPlan) -> None:
+        """Remove the extra containers of the routes, deploy the routes with none; waits."""
         for info in plan.remove:
             log.info(
                 "removing an extra container of a route container=%s name=%s domain=%s",
@@ -225,28 +248,29 @@ class Deployer:
                 await self._runtime.remove(info.id)
             except HotswapError as exc:
                 log.warning("could not remove container=%s error=%s", info.name, exc)
-        self._unknown = plan.unknown
-        for info in plan.unknown:
-            log.warning(
-                "managed container of a domain not in the config, left running "
-                "container=%s name=%s domain=%s image=%s",
-                info.id[:12],
-                info.name,
-                info.domain,
-                info.image,
-            )
-        handles = [self.start_deploy(domain, reason="start-up") for domain in plan.deploy]
+        # A reload meanwhile may have removed a route; one it deployed already is
+        # skipped by the deploy itself (same image id), queued behind it.
+        missing = [d for d in plan.deploy if d in self._config.routes]
+        handles = [self.start_deploy(domain, reason="start-up") for domain in missing]
         for handle in handles:
             result = await handle.wait()
             if not result.ok:
                 log.error("start-up deploy failed domain=%s error=%s", handle.domain, result.error)
 
-    async def retire(self, domain: str) -> None:
-        """A route was removed: drain its backend, then stop and remove its container."""
+    async def retire(self, domain: str, replacement: Backend | None = None) -> None:
+        """A route was removed: drain its backend, then stop and remove its container.
+
+        With `replacement` (the route became an external route) the domain switches to
+        it instead of disappearing; in both cases under the domain's lock, after any
+        deploy of it, so no deploy can route it back to a container afterwards.
+        """
         ticket = self._queues[domain].take()
         try:
             await ticket.wait_turn()
-            backend = self._routes.remove(domain)
+            if replacement is None:
+                backend = self._routes.remove(domain)
+            else:
+                backend = self._routes.switch(domain, replacement)
             info = self._current.pop(domain, None)
             if backend is not None:
                 with trio.move_on_after(self._config.deploy.drain_timeout):
@@ -260,8 +284,17 @@ class Deployer:
                 domain,
                 container_id[:12],
             )
-            await self._runtime.stop(container_id, self._config.deploy.stop_timeout)
-            await self._runtime.remove(container_id)
+            try:
+                await self._runtime.stop(container_id, self._config.deploy.stop_timeout)
+                await self._runtime.remove(container_id)
+            except HotswapError as exc:  # Docker failing here must not stop hotswap
+                log.warning(
+                    "could not stop the container of a removed route domain=%s "
+                    "container=%s error=%s",
+                    domain,
+                    container_id[:12],
+                    exc,
+                )
         finally:
             ticket.release()
 
