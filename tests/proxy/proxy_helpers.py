@@ -138,7 +138,7 @@ class Upstream(_Listening):
                         continue
                     return
                 return
-        except (trio.BrokenResourceError, h11.ProtocolError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             return
         finally:
             self.open_streams.discard(stream)

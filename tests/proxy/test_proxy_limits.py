@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 
@@ -397,3 +398,67 @@ def test_h11_is_recent_enough_to_refuse_request_smuggling() -> None:
 
     major, minor = (int(part) for part in h11.__version__.split(".")[:2])
     assert (major, minor) >= (0, 16)
+
+
+async def test_bytes_after_a_bodiless_response_never_reach_another_request() -> None:
+    # An app that sends a body with its answer to HEAD: the extra bytes look like a
+    # response; a pooled connection holding them would answer the next request.
+    fake = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPWNED!"
+
+    async def sloppy(stream: trio.SocketStream) -> None:
+        while data := await stream.receive_some(65536):
+            if data.startswith(b"HEAD"):
+                await stream.send_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(fake) + fake
+                )
+            else:
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+
+    async with harness() as h:
+        up = await h.raw_upstream(sloppy)
+        h.route("app.test", up)
+        proxy = await h.proxy()
+        assert (await fetch(proxy.port, "HEAD", "/", "app.test")).status == 200
+        other = await fetch(proxy.port, "GET", "/private", "app.test")  # another client
+        assert (other.status, other.body) == (200, b"real")
+        assert up.connections == 2  # the first upstream connection was not reused
+
+
+async def test_an_upstream_that_reads_no_body_is_504_after_upstream_response_timeout() -> None:
+    async def reads_nothing(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with harness() as h:
+        backend = h.route("app.test", await h.raw_upstream(reads_nothing))
+        proxy = await h.proxy(upstream_response_timeout=0.5)
+        size = 32 * 1024 * 1024  # more than every socket buffer on the way
+        head = b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n" % size
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        raw = b""
+        async with stream, trio.open_nursery() as nursery:
+
+            async def send_body() -> None:
+                await stream.send_all(head)
+                chunk = b"x" * (1 << 20)
+                with contextlib.suppress(trio.BrokenResourceError):
+                    for _ in range(size // len(chunk)):
+                        await stream.send_all(chunk)
+                await trio.sleep_forever()
+
+            nursery.start_soon(send_body)
+            while b"\r\n\r\n" not in raw:
+                chunk = await stream.receive_some(65536)
+                assert chunk, raw
+                raw += chunk
+            nursery.cancel_scope.cancel()
+        assert status_of(raw) == 504
+        await backend.inflight.wait_idle()
+
+
+async def test_an_unrouted_request_with_a_body_says_connection_close() -> None:
+    async with harness() as h:
+        proxy = await h.proxy()
+        head = b"POST / HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: 5\r\n\r\nhello"
+        raw = await raw_exchange(proxy.port, head)  # returns once the proxy closed
+        assert status_of(raw) == 404
+        assert b"connection: close" in raw.lower()

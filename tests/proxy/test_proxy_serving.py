@@ -212,6 +212,25 @@ async def test_x_forwarded_host_is_the_host_the_client_sent() -> None:
         assert seen[b"host"] == b"App.Test:8080"
 
 
+async def test_an_absolute_form_target_sends_its_authority_as_host() -> None:
+    async def handler(ex: Exchange) -> None:
+        await ex.respond(200, b"ok")
+
+    async with harness() as h:
+        up = await h.upstream(handler)
+        h.route("app.test", up)
+        proxy = await h.proxy()
+        head = (
+            b"GET http://App.test:8080/x HTTP/1.1\r\n"
+            b"Host: evil.example\r\nConnection: close\r\n\r\n"
+        )
+        assert status_of(await raw_exchange(proxy.port, head)) == 200
+        seen = up.requests[0].headers
+        assert seen[b"host"] == b"App.test:8080"  # routed by it, so the app sees it
+        assert seen[b"x-forwarded-host"] == b"App.test:8080"
+        assert up.requests[0].request.target == b"/x"
+
+
 async def test_only_websocket_upgrades_are_forwarded() -> None:
     async def handler(ex: Exchange) -> None:
         await ex.respond(200, b"plain")

@@ -126,6 +126,17 @@ def request_host(target: bytes, headers: Headers, http_version: bytes) -> str:
     return host
 
 
+def target_authority(target: bytes) -> bytes | None:
+    """The authority of an absolute-form target (the Host to send upstream), else None.
+
+    RFC 9112 §3.2.2: a proxy that receives an absolute-form target replaces Host
+    with its authority, so the app sees the host the request was routed by.
+    """
+    if not _is_absolute(target):
+        return None
+    return _authority(target)
+
+
 def origin_form(target: bytes) -> bytes:
     """An absolute-form target as origin-form ("/path?query", "/" if empty); others unchanged.
 

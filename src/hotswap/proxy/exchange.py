@@ -29,7 +29,7 @@ from hotswap.http.headers import (
     request_headers_for_upstream,
     response_headers_for_client,
 )
-from hotswap.http.host import origin_form
+from hotswap.http.host import origin_form, target_authority
 from hotswap.proxy.codec import (
     CLOSED,
     END,
@@ -240,13 +240,23 @@ class Exchange:
             # Only WebSocket upgrades become tunnels (their frames are tracked, so a
             # deploy can close them cleanly); h2c and others go on as plain HTTP/1.1.
             upgrade = None
+        authority = target_authority(request.target)
+        if authority is None:
+            sent_host = _raw_host(request.headers) or self.host
+        else:
+            sent_host = authority.decode("latin-1")
         headers = request_headers_for_upstream(
             request.headers,
             client_ip=self.client.peer,
             scheme="http",
-            host=_raw_host(request.headers) or self.host,
+            host=sent_host,
             upgrade=upgrade,
         )
+        if authority is not None:
+            # Routed by the target's authority: the app must see that host, not
+            # another one the client put in Host (RFC 9112 §3.2.2).
+            headers = [item for item in headers if item[0] != b"host"]
+            headers.insert(0, (b"host", authority))
         if self.expect:  # answered here, when the body is wanted (RFC 9110 10.1.1)
             headers = [(n, v) for n, v in headers if n != b"expect"]
         if self.chunked:
@@ -409,7 +419,9 @@ class Exchange:
         length = _content_length(head.headers)
         if length is not None:
             headers.append((b"content-length", length))
-        if client.server.draining:
+        if client.server.draining or not ccodec.peer_done:
+            # Answered before the request body was read to its end: the connection
+            # closes after this response, so say so (no keep-alive to count on).
             headers.extend(_CLOSE)
         self.status = head.status
         out = [ccodec.response(head.status, headers, head.reason)]
@@ -476,7 +488,7 @@ class Exchange:
     async def _body_task(self, scope: trio.CancelScope) -> None:
         try:
             await self._send_request_body()
-        except (ClientGone, BodyTooLarge, ProtocolError) as exc:
+        except (ClientGone, BodyTooLarge, ProtocolError, UpstreamTimeoutError) as exc:
             if self.body_error is None:
                 self.body_error = exc
             scope.cancel()
@@ -484,6 +496,18 @@ class Exchange:
             # The upstream stopped reading (it may be answering early, e.g. 413):
             # stop sending and let the response side report what happened.
             pass
+
+    async def _send_body_upstream(self, data: bytes) -> None:
+        """Send body bytes; an upstream that reads none of them for
+        upstream_response_timeout is given up (504), so the exchange cannot hang."""
+        timeout = self.client.config.upstream_response_timeout
+        with trio.move_on_after(timeout):
+            await self._send_upstream(data)
+            return
+        raise UpstreamTimeoutError(
+            f"the upstream read nothing of the request body for upstream_response_timeout="
+            f"{timeout}s"
+        )
 
     async def _send_request_body(self) -> None:
         client = self.client
@@ -498,7 +522,7 @@ class Exchange:
             event = ccodec.next_event()
             if event is NEED_DATA:
                 if out:
-                    await self._send_upstream(b"".join(out))
+                    await self._send_body_upstream(b"".join(out))
                     out.clear()
                 if ccodec.waiting_for_continue:
                     await client.send(ccodec.continue_100())
@@ -527,7 +551,7 @@ class Exchange:
                 out.append(codec.body(event.data))
             elif event is END:
                 out.append(codec.end())
-                await self._send_upstream(b"".join(out))
+                await self._send_body_upstream(b"".join(out))
                 self.watch_client = True
                 if not self.status:  # the response-head timer starts once the request is sent
                     deadline = trio.current_time() + client.config.upstream_response_timeout
@@ -557,6 +581,7 @@ class Exchange:
             backend=self.backend,
             client_data=client.codec.trailing_data,
             upstream_data=up.codec.trailing_data,
+            send_timeout=client.config.idle_timeout,
         )
         self.tunnel = tunnel
         self.backend.inflight.request_to_tunnel()

@@ -97,7 +97,8 @@ async def forward(client: ClientConnection, request: RequestHead) -> None:
         return
     backend = client.routes.acquire(host)  # resolves and counts in flight: no checkpoint
     if backend is None:
-        await client.send_error(404, f"no route for host {host}")
+        # A body not read: the connection closes after the answer, and says so.
+        await client.send_error(404, f"no route for host {host}", close=chunked or bool(length))
         client.log_access(request, host, 404, started, "-")
         return
     exchange = Exchange(client, request, backend, host, length, chunked, expect)

@@ -73,7 +73,7 @@ class ProxyServer:
         self.rejected = 0  # connections refused with 503 (max_connections)
         # Called once per answered request: (domain or None, status, seconds, connect error).
         self.observe: Callable[[str | None, int, float, bool], None] | None = None
-        self._accept_scope = trio.CancelScope()
+        self._accept_scopes: list[trio.CancelScope] = []  # one per listener
         self._handlers: trio.Nursery | None = None
         self._all_closed = trio.Event()
         self._finished = trio.Event()
@@ -86,7 +86,8 @@ class ProxyServer:
         """Stop accepting, close idle connections, let exchanges finish within `grace`."""
         if not self.draining:
             self.draining = True
-            self._accept_scope.cancel()
+            for scope in self._accept_scopes:
+                scope.cancel()
             log.info("shutting down connections=%d grace=%ss", len(self.connections), grace)
             for conn in list(self.connections):
                 conn.drain()
@@ -104,19 +105,22 @@ class ProxyServer:
                 self._handlers.cancel_scope.cancel()
         await self._finished.wait()
 
-    async def _accept_loop(self) -> None:
-        """Accept connections in bursts: every pending one at each wake-up.
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        """Accept connections on `listener` in bursts: every pending one at each wake-up.
 
         trio's accept() yields to the scheduler after each connection, so under
         load a burst of new connections would be admitted one per scheduler
         round behind every busy connection (seconds for a few hundred). A
         non-blocking twin of the listening socket drains the backlog at once.
         """
-        lsock = self.listeners[0].socket
+        lsock = listener.socket
         twin = socket.socket(fileno=os.dup(lsock.fileno()))  # same listening socket
         twin.setblocking(False)
         try:
-            with self._accept_scope:
+            with trio.CancelScope() as scope:
+                self._accept_scopes.append(scope)
+                if self.draining:
+                    return
                 while True:
                     await trio.lowlevel.wait_readable(lsock)
                     for _ in range(ACCEPT_BURST):
@@ -135,8 +139,7 @@ class ProxyServer:
                         self._admit(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
         finally:
             twin.close()
-            for listener in self.listeners:
-                listener.socket.close()
+            lsock.close()
 
     def _admit(self, stream: trio.SocketStream) -> None:
         assert self._handlers is not None
@@ -454,7 +457,8 @@ async def serve_proxy(
     try:
         async with trio.open_nursery() as handlers:
             server._handlers = handlers
-            handlers.start_soon(server._accept_loop)
+            for listener in listeners:  # "localhost" may give 127.0.0.1 and ::1
+                handlers.start_soon(server._accept_loop, listener)
             task_status.started(server)
             await trio.sleep(math.inf)
     finally:

@@ -11,6 +11,7 @@ closes the upstream side.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -39,8 +40,12 @@ class Tunnel:
         backend: Backend,
         client_data: bytes = b"",
         upstream_data: bytes = b"",
+        send_timeout: float = math.inf,
     ) -> None:
         self.client = client
+        # A client that reads nothing for this long ends the tunnel (as on the HTTP
+        # path: server.idle_timeout), so it cannot hold the tunnel count forever.
+        self.send_timeout = send_timeout
         self.upstream = upstream
         self.backend = backend
         self._client_data = client_data
@@ -130,8 +135,11 @@ class Tunnel:
         await self._finish_restart()
 
     async def _send_client(self, data: bytes) -> None:
-        await self.client.send_all(data)
-        self.bytes_down += len(data)
+        with trio.move_on_after(self.send_timeout):
+            await self.client.send_all(data)
+            self.bytes_down += len(data)
+            return
+        raise trio.BrokenResourceError(f"the client read nothing for {self.send_timeout:g}s")
 
     async def _finish_restart(self) -> None:
         """Send the close frame, close the upstream, wait (bounded) for the client's close."""
@@ -139,7 +147,7 @@ class Tunnel:
         tracker = self._client_tracker
         try:
             if not self._tracker.close_seen:  # the upstream is not closing already
-                await self.client.send_all(close_frame(RESTART_CLOSE_CODE))
+                await self._send_client(close_frame(RESTART_CLOSE_CODE))
             log.info(
                 "websocket closed for restart backend=%s code=%d",
                 self.backend.name,
@@ -155,5 +163,6 @@ class Tunnel:
                     if not data:
                         break
                     tracker.feed(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            # Busy: the inbound copy had not left its read yet; close without waiting.
             pass

@@ -101,7 +101,10 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection) -> None:
         """Return `conn` after a complete exchange; closes it if it cannot be reused."""
         codec = conn.codec
-        if self.closed or not codec.cycle_done:
+        if self.closed or not codec.cycle_done or codec.has_buffered_data:
+            # Bytes past the end of the response (a body sent with a HEAD, 204 or 304
+            # answer, or anything else extra) would be read as the next request's
+            # response, maybe another client's: such a connection is never reused.
             conn.close()
             return
         codec.start_next_cycle()
