@@ -148,3 +148,32 @@ async def test_close_for_restart_lets_the_frame_in_progress_reach_the_client_who
             assert reason is not None
             assert reason.code == 1012
         await backend.inflight.wait_idle()
+
+
+async def test_a_websocket_client_that_stops_reading_ends_its_tunnel_after_idle_timeout() -> None:
+    async def floods(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        )
+        payload = b"x" * 65536
+        frame = b"\x82\x7f" + len(payload).to_bytes(8, "big") + payload  # binary, unmasked
+        with trio.move_on_after(30):
+            while True:  # until the proxy closes this side
+                await stream.send_all(frame)
+
+    async with harness() as h:
+        up = await h.raw_upstream(floods)
+        backend = h.route("app.test", up)
+        proxy = await h.proxy(idle_timeout=0.3)
+        stream = await trio.open_tcp_stream(HOST, proxy.port)
+        async with stream:
+            await stream.send_all(
+                b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            await until(lambda: backend.inflight.tunnels == 1)
+            # Read nothing: the proxy's writes block; after idle_timeout it ends the tunnel.
+            await backend.inflight.wait_idle()
+            assert backend.tunnels == set()
