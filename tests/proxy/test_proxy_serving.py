@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 from proxy_helpers import Client, Exchange, fetch, harness, raw_exchange, status_of
 
@@ -287,3 +288,27 @@ async def test_close_delimited_upstream_body_reaches_the_client_chunked() -> Non
             assert again.body == b"until close"
         assert backend.stats.errors == 0
         assert backend.pool.idle_count == 0
+
+
+async def test_every_listening_socket_is_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    # listen = "localhost:8080" can resolve to 127.0.0.1 and ::1: two listeners. This
+    # machine may lack ::1, so two loopback ports stand in for the two addresses.
+    opened: list[trio.SocketListener] = []
+    real_open = trio.open_tcp_listeners
+
+    async def two_listeners(port: int, *, host: str | None = None) -> list[trio.SocketListener]:
+        pair = [*await real_open(0, host="127.0.0.1"), *await real_open(0, host="127.0.0.1")]
+        opened.extend(pair)
+        return pair
+
+    async with harness() as h:
+        up = await h.upstream()
+        h.route("app.test", up)
+        monkeypatch.setattr(trio, "open_tcp_listeners", two_listeners)
+        await h.proxy()
+        monkeypatch.undo()
+        assert len(opened) == 2
+        for listener in opened:
+            port = listener.socket.getsockname()[1]
+            resp = await fetch(port, "GET", "/", "app.test")
+            assert resp.status == 200
