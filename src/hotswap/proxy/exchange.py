@@ -25,6 +25,7 @@ from hotswap.errors import (
     UpstreamTimeoutError,
 )
 from hotswap.http.headers import (
+    FRAMING,
     is_upgrade_request,
     request_headers_for_upstream,
     response_headers_for_client,
@@ -86,11 +87,8 @@ class _Stale(Exception):
 
 def _ambiguous_framing(headers: Headers) -> bool:
     """Both Content-Length and Transfer-Encoding (h11 lets TE win; we refuse both)."""
-    names = {name for name, _ in headers if name in _FRAMING_NAMES}
+    names = {name for name, _ in headers if name in FRAMING}
     return len(names) == 2
-
-
-_FRAMING_NAMES: Final = frozenset({b"content-length", b"transfer-encoding"})
 
 
 def _raw_host(headers: Headers) -> str:

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from hotswap.http.host import BadHost, request_host
-from hotswap.proxy.codec import MAX_REQUEST_HEAD_SIZE, Headers, RequestHead
+from hotswap.proxy.codec import MAX_REQUEST_HEAD_SIZE, RequestHead
 from hotswap.proxy.exchange import BodyTooLarge, ClientGone, Exchange, UpstreamBroken
 
 if TYPE_CHECKING:
@@ -28,36 +28,52 @@ access_log = logging.getLogger("hotswap.access")
 _VERSIONS: Final = frozenset({b"1.0", b"1.1"})
 
 
-def _request_framing(headers: Headers) -> tuple[int | None, bool, bool]:
-    """(content-length, chunked, expects 100-continue) of a request h11 accepted."""
+def _request_framing(request: RequestHead) -> tuple[int | None, bool, bool, int]:
+    """(content-length, chunked, expects 100-continue, head size) of a request h11
+    accepted, in one pass over its headers. The size counts the request line and
+    the header lines as received."""
     length: int | None = None
     chunked = False
     expect = False
-    for name, value in headers:
+    size = len(request.method) + len(request.target) + 12
+    for name, value in request.headers:
+        size += len(name) + len(value) + 4
         if name == b"content-length":
             length = int(value)
         elif name == b"transfer-encoding":
             chunked = True  # h11 accepts only "chunked"
         elif name == b"expect":
             expect = True
-    return length, chunked, expect
+    return length, chunked, expect, size
 
 
-def _refusal(request: RequestHead) -> tuple[int, str] | None:
+def _refusal(request: RequestHead, head_size: int) -> tuple[int, str] | None:
     """(status, detail) for a request h11 parsed but hotswap does not forward, else None."""
     if request.http_version not in _VERSIONS:
         # h11 reads any HTTP/x.y request line; only 1.0 and 1.1 are HTTP/1 messages.
         return 505, f"HTTP/{request.http_version.decode('ascii', 'replace')} is not supported"
     if request.method == b"CONNECT":
         return 405, "CONNECT is not supported: hotswap is a reverse proxy"
-    # h11 limits only a head that arrives in pieces; one that came in one read is
-    # measured here (request line + header lines, as received).
-    size = len(request.method) + len(request.target) + 12
-    for name, value in request.headers:
-        size += len(name) + len(value) + 4
-    if size > MAX_REQUEST_HEAD_SIZE:
+    if head_size > MAX_REQUEST_HEAD_SIZE:
+        # h11 limits only a head that arrives in pieces; one that came in one read
+        # is measured here.
         return 431, f"the request head exceeds {MAX_REQUEST_HEAD_SIZE} bytes"
     return None
+
+
+async def _answer(
+    client: ClientConnection,
+    request: RequestHead,
+    host: str,
+    status: int,
+    detail: str,
+    *,
+    started: float,
+    close: bool = True,
+) -> None:
+    """Answer `request` with an error page instead of forwarding it, and log it."""
+    await client.send_error(status, detail, close=close)
+    client.log_access(request, host, status, started, "-")
 
 
 async def forward(client: ClientConnection, request: RequestHead) -> None:
@@ -67,39 +83,38 @@ async def forward(client: ClientConnection, request: RequestHead) -> None:
     at once (nothing more may be written to it).
     """
     started = time.perf_counter()
-    config = client.config
-    refused = _refusal(request)
+    length, chunked, expect, head_size = _request_framing(request)
+    refused = _refusal(request, head_size)
     if refused is not None:
-        status, detail = refused
-        await client.send_error(status, detail, close=True)
-        client.log_access(request, "-", status, started, "-")
+        await _answer(client, request, "-", *refused, started=started)
         return
     try:
         host = request_host(request.target, request.headers, request.http_version)
     except BadHost as exc:
-        await client.send_error(400, str(exc), close=True)
-        client.log_access(request, "-", 400, started, "-")
+        await _answer(client, request, "-", 400, str(exc), started=started)
         return
-    length, chunked, expect = _request_framing(request.headers)
     if chunked and length is not None:
         # RFC 9112 6.3: a smuggling attempt or a broken client; never forward it.
-        await client.send_error(400, "Content-Length with Transfer-Encoding", close=True)
-        client.log_access(request, host, 400, started, "-")
+        detail = "Content-Length with Transfer-Encoding"
+        await _answer(client, request, host, 400, detail, started=started)
         return
     if not chunked and not length:
         # A request without a body: h11 has its end already; taking it now lets the
         # connection start its next cycle after any answer, error pages included.
         client.codec.next_event()
-    limit = config.max_body_size
+    limit = client.config.max_body_size
     if limit and length is not None and length > limit:
-        await client.send_error(413, f"the body exceeds {limit} bytes", close=True)
-        client.log_access(request, host, 413, started, "-")
+        await _answer(
+            client, request, host, 413, f"the body exceeds {limit} bytes", started=started
+        )
         return
     backend = client.routes.acquire(host)  # resolves and counts in flight: no checkpoint
     if backend is None:
         # A body not read: the connection closes after the answer, and says so.
-        await client.send_error(404, f"no route for host {host}", close=chunked or bool(length))
-        client.log_access(request, host, 404, started, "-")
+        detail = f"no route for host {host}"
+        await _answer(
+            client, request, host, 404, detail, started=started, close=chunked or bool(length)
+        )
         return
     exchange = Exchange(client, request, backend, host, length, chunked, expect)
     try:
