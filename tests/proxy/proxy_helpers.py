@@ -24,6 +24,16 @@ HOST = "127.0.0.1"
 Headers = list[tuple[bytes, bytes]]
 
 
+async def next_event(conn: h11.Connection, stream: trio.SocketStream) -> h11.Event:
+    """The next h11 event of `conn`, reading from `stream` as long as it needs data."""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+            continue
+        return event  # type: ignore[return-value]
+
+
 class Exchange:
     """One request as seen by a test backend."""
 
@@ -37,12 +47,7 @@ class Exchange:
         self.header_list = [(bytes(n), bytes(v)) for n, v in request.headers]
 
     async def _next(self) -> h11.Event:
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.stream.receive_some(65536))
-                continue
-            return event  # type: ignore[return-value]
+        return await next_event(self.conn, self.stream)
 
     async def body_chunks(self) -> AsyncIterator[bytes]:
         while True:
@@ -213,12 +218,7 @@ class Client:
             await stream.aclose()
 
     async def _next(self) -> h11.Event:
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.stream.receive_some(65536))
-                continue
-            return event  # type: ignore[return-value]
+        return await next_event(self.conn, self.stream)
 
     async def send_request(
         self,
