@@ -178,9 +178,9 @@ async def serve_client(pool: Pool, client: trio.SocketStream) -> None:
     requests = Collector()
     parser = httptools.HttpRequestParser(requests)
     requests.parser = parser
-    forwarded_for = client.socket.getpeername()[0].encode()
     async with client:
         try:
+            forwarded_for = client.socket.getpeername()[0].encode()
             while data := await client.receive_some(RECEIVE_SIZE):
                 try:
                     parser.feed_data(data)
@@ -198,8 +198,8 @@ async def serve_client(pool: Pool, client: trio.SocketStream) -> None:
                     await client.send_all(response_bytes(response, request.keep_alive))
                     if not request.keep_alive:
                         return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return  # the client is gone (OSError: it reset before getpeername)
 
 
 def parse_address(text: str) -> tuple[str, int]:
