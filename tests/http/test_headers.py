@@ -95,19 +95,56 @@ def test_upstream_request_headers_keep_end_to_end_headers_in_order(
 
 
 @given(header_lists(), ips, hosts)
-def test_x_forwarded_for_keeps_the_clients_values_and_ends_with_the_peer(
+def test_x_forwarded_headers_from_an_untrusted_peer_are_set_not_kept(
     headers: Headers, ip: str, host: str
 ) -> None:
     out = request_headers_for_upstream(
         headers, client_ip=ip, scheme="https", host=host, upgrade=None
     )
-    [xff] = _named(out, b"x-forwarded-for")
-    assert xff.split(b", ")[-1] == ip.encode()
-    if b"x-forwarded-for" not in connection_tokens(headers):
-        prior = [v for v in _named(headers, b"x-forwarded-for") if v.strip()]
-        assert xff == b", ".join([*prior, ip.encode()])
+    assert _named(out, b"x-forwarded-for") == [ip.encode()]
     assert _named(out, b"x-forwarded-proto") == [b"https"]
     assert _named(out, b"x-forwarded-host") == ([host.encode()] if host else [])
+
+
+@given(header_lists(), ips, hosts)
+def test_x_forwarded_for_from_a_trusted_proxy_keeps_its_values_and_ends_with_the_peer(
+    headers: Headers, ip: str, host: str
+) -> None:
+    out = request_headers_for_upstream(
+        headers, client_ip=ip, scheme="https", host=host, upgrade=None, trusted=True
+    )
+    [xff] = _named(out, b"x-forwarded-for")
+    assert xff.split(b", ")[-1] == ip.encode()
+    named = connection_tokens(headers)
+    if b"x-forwarded-for" not in named:
+        prior = [v for v in _named(headers, b"x-forwarded-for") if v]
+        assert xff == b", ".join([*prior, ip.encode()])
+    proto = _named(headers, b"x-forwarded-proto")
+    if proto and b"x-forwarded-proto" not in named:
+        assert _named(out, b"x-forwarded-proto") == [proto[-1]]
+    else:
+        assert _named(out, b"x-forwarded-proto") == [b"https"]
+
+
+def test_x_request_id_is_set_kept_from_a_trusted_proxy_and_untouched_when_off() -> None:
+    headers = [(b"host", b"a"), (b"x-request-id", b"from-client")]
+
+    def ids(trusted: bool, request_id: bytes | None) -> list[bytes]:
+        out = request_headers_for_upstream(
+            headers,
+            client_ip="10.0.0.1",
+            scheme="http",
+            host="a",
+            upgrade=None,
+            trusted=trusted,
+            request_id=request_id,
+        )
+        return _named(out, b"x-request-id")
+
+    assert ids(False, b"ours") == [b"ours"]
+    assert ids(True, b"ours") == [b"from-client"]
+    assert ids(False, None) == [b"from-client"]
+    assert ids(True, None) == [b"from-client"]
 
 
 @given(header_lists(), st.booleans())
@@ -173,13 +210,13 @@ def test_upstream_request_for_a_websocket_upgrade() -> None:
     upgrade = is_upgrade_request(headers)
     assert upgrade == b"websocket"
     out = request_headers_for_upstream(
-        headers, client_ip="10.0.0.1", scheme="http", host="a", upgrade=upgrade
+        headers, client_ip="10.0.0.1", scheme="http", host="a", upgrade=upgrade, trusted=True
     )
     assert out == [
         (b"host", b"a"),
         (b"sec-websocket-key", b"k"),
         (b"x-forwarded-for", b"1.1.1.1, 2.2.2.2, 10.0.0.1"),
-        (b"x-forwarded-proto", b"http"),
+        (b"x-forwarded-proto", b"gopher"),
         (b"x-forwarded-host", b"a"),
         (b"connection", b"upgrade"),
         (b"upgrade", b"websocket"),

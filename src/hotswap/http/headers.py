@@ -37,15 +37,18 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 FRAMING: frozenset[bytes] = frozenset({b"content-length", b"transfer-encoding"})
 
 _RESPONSE_DROP = HOP_BY_HOP | FRAMING
-# The X-Forwarded-* headers are rebuilt by the proxy; the client's
-# X-Forwarded-For is collected separately and extended.
-_REQUEST_DROP = _RESPONSE_DROP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+# The X-Forwarded-* headers and X-Request-Id are rebuilt by the proxy (from a
+# trusted peer its values are collected and kept).
+_FORWARDED = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"}
+)
+_REQUEST_DROP = _RESPONSE_DROP | _FORWARDED
 # A Connection header may not make us drop these: Host is end-to-end and
 # required upstream (a "Connection: host" trick must not strip it).
 _PROTECTED = frozenset({b"host"})
 # Connection tokens that need no second pass: they name nothing, or headers
 # that are dropped (or rebuilt) anyway.
-_REQUEST_IGNORED_TOKENS = (_REQUEST_DROP - {b"x-forwarded-for"}) | _PROTECTED | {b"close"}
+_REQUEST_IGNORED_TOKENS = (_REQUEST_DROP - _FORWARDED) | _PROTECTED | {b"close"}
 _RESPONSE_IGNORED_TOKENS = _RESPONSE_DROP | {b"close"}
 _CONNECTION_UPGRADE = (b"connection", b"upgrade")
 _SCHEMES = {"http": b"http", "https": b"https"}
@@ -110,35 +113,41 @@ def request_headers_for_upstream(
     scheme: str,
     host: str,
     upgrade: bytes | None,
+    trusted: bool = False,
+    request_id: bytes | None = None,
 ) -> Headers:
     """The request headers to send upstream.
 
     Drops hop-by-hop headers, every header the client named in Connection
-    (except Host) and the framing headers; keeps Host as received. Appends
-    `client_ip` to the client's X-Forwarded-For (its own values kept, joined
-    with ", "; an X-Forwarded-For named in Connection is dropped first), sets
-    X-Forwarded-Proto to `scheme` and X-Forwarded-Host to `host` (omitted when
-    empty). When `upgrade` is not None, re-adds `connection: upgrade` and
+    (except Host) and the framing headers; keeps Host as received. The
+    X-Forwarded-* headers: from a `trusted` peer (a proxy in front of hotswap)
+    its X-Forwarded-Proto and -Host are kept and `client_ip` is appended to its
+    X-Forwarded-For (values joined with ", "); from anyone else they are set:
+    X-Forwarded-For to `client_ip`, -Proto to `scheme`, -Host to `host` (omitted
+    when empty). With a `request_id`, X-Request-Id is set to it unless a trusted
+    peer sent one (an untrusted peer's is replaced); without, it passes as sent.
+    When `upgrade` is not None, re-adds `connection: upgrade` and
     `upgrade: <upgrade>`. Order of the kept headers is preserved.
     """
     out: Headers = []
     append = out.append
-    forwarded_for: list[bytes] | None = None
+    forwarded: Headers | None = None  # the peer's X-Forwarded-* and X-Request-Id
     connection: list[bytes] | None = None
     for item in headers:
         if item[0] in _REQUEST_DROP:
             name = item[0]
-            if name == b"x-forwarded-for":
-                if item[1]:
-                    if forwarded_for is None:
-                        forwarded_for = [item[1]]
-                    else:
-                        forwarded_for.append(item[1])
-            elif name == b"connection":
+            if name == b"connection":
                 if connection is None:
                     connection = [item[1]]
                 else:
                     connection.append(item[1])
+            elif name == b"x-request-id" and request_id is None:
+                append(item)  # not ours to manage: an end-to-end header like any other
+            elif name in _FORWARDED and trusted:
+                if forwarded is None:
+                    forwarded = [item]
+                else:
+                    forwarded.append(item)
             continue
         append(item)
     if connection is not None:
@@ -147,17 +156,30 @@ def request_headers_for_upstream(
         if named:
             out = [item for item in out if item[0] not in named]
             append = out.append
-            if b"x-forwarded-for" in named:
-                forwarded_for = None
+            if forwarded is not None:
+                forwarded = [item for item in forwarded if item[0] not in named]
     peer = client_ip.encode("ascii")
-    if forwarded_for is None:
-        append((b"x-forwarded-for", peer))
-    else:
-        forwarded_for.append(peer)
-        append((b"x-forwarded-for", b", ".join(forwarded_for)))
-    append((b"x-forwarded-proto", _SCHEMES.get(scheme) or scheme.encode("ascii")))
-    if host:
-        append((b"x-forwarded-host", host.encode("latin-1")))
+    proto = _SCHEMES.get(scheme) or scheme.encode("ascii")
+    sent_host = host.encode("latin-1")
+    chain: list[bytes] = []
+    if forwarded:
+        for name, value in forwarded:
+            if name == b"x-forwarded-for":
+                if value:
+                    chain.append(value)
+            elif name == b"x-forwarded-proto":
+                proto = value
+            elif name == b"x-forwarded-host":
+                sent_host = value
+            elif request_id is not None:  # x-request-id
+                request_id = value
+    chain.append(peer)
+    append((b"x-forwarded-for", b", ".join(chain)))
+    append((b"x-forwarded-proto", proto))
+    if sent_host:
+        append((b"x-forwarded-host", sent_host))
+    if request_id is not None:
+        append((b"x-request-id", request_id))
     if upgrade is not None:
         append(_CONNECTION_UPGRADE)
         append((b"upgrade", upgrade))

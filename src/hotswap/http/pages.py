@@ -7,6 +7,7 @@ from html import escape
 from http import HTTPStatus
 
 from hotswap.http.headers import Headers
+from hotswap.http.serialize import response_head
 
 _REASONS: dict[int, bytes] = {
     400: b"Bad Request",
@@ -55,3 +56,12 @@ def error_page(status: int, detail: str = "") -> tuple[Headers, bytes]:
         (b"cache-control", b"no-store"),
     ]
     return headers, body
+
+
+def error_response(status: int, detail: str = "") -> bytes:
+    """A whole error response that closes the connection, for the paths that have no
+    request to answer through a codec (a connection refused before its request was
+    read, or a response head already promised that must be replaced)."""
+    headers, body = error_page(status, detail)
+    headers.append((b"connection", b"close"))
+    return response_head(status, reason(status), headers) + body
