@@ -1,19 +1,25 @@
-"""The HTTP/1.1 codec: the one small sans-I/O interface between the proxy and h11.
+"""The sans-I/O HTTP/1.1 codec interface, with two implementations behind it.
 
-Forwarding code speaks only these events and methods, never h11 itself, so a
-C-accelerated codec could be added later as an option without touching it.
-Each side of an exchange has its own codec: `ServerCodec` for the client
-connection, `ClientCodec` for an upstream connection. Framing headers given to
-`response()` / `request()` are the caller's choice; the codec refuses ambiguous
-framing it receives, and trusts the heads it sends to be made of what it parsed
-(see the note on `_parsed=True` below).
+Forwarding code speaks only these events and methods. `ServerCodec` is the
+client connection's side (parses requests, writes responses), `ClientCodec` an
+upstream connection's side (writes requests, parses responses). Two
+implementations keep the same contract:
+
+- `fast` (codec_fast.py, the default): heads parsed by llhttp (httptools) in
+  strict mode, framing, chunked bodies, keep-alive and pipelining by our own
+  code, heads written by our own serializer;
+- `h11` (codec_h11.py): the reference implementation, on h11.
+
+What one accepts, the other accepts with the same meaning, or both reject;
+tests/proxy/test_codec_differential.py holds them together and
+docs/architecture.md lists the few deliberate differences. Both parse each head
+in full and give its framing (`length`, `chunked`) already checked: framing
+that is ambiguous never leaves a codec.
 """
 
 from __future__ import annotations
 
-from typing import Final
-
-import h11
+from typing import Final, Protocol
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -23,14 +29,6 @@ MAX_REQUEST_HEAD_SIZE: Final = 32 * 1024
 MAX_RESPONSE_HEAD_SIZE: Final = 64 * 1024
 
 
-# Every head we send is built from fields h11 itself parsed and validated (the
-# peer's headers, method, target, reason) plus values we produce (IP addresses,
-# decimal lengths, constants). Re-validating them on send was a third of h11's
-# cost per proxied request (profiled: 270 -> 185 us of codec time per request on
-# the benchmark machine), so heads are sent with h11's `_parsed=True`, which skips
-# the regexes h11 already ran on receive (lower-casing and the Content-Length /
-# Transfer-Encoding checks still run). The flag is private to h11 (present since
-# 0.8); tests/proxy would fail at once if an h11 release dropped it.
 class ProtocolError(Exception):
     """The peer sent something that is not valid HTTP/1.1; `status_hint` is the answer."""
 
@@ -50,31 +48,74 @@ class _Marker:
 
 
 NEED_DATA: Final = _Marker("NEED_DATA")  # call receive() with more bytes (b"" = EOF)
-PAUSED: Final = _Marker("PAUSED")  # stop reading until this exchange ends (or switches)
+PAUSED: Final = _Marker("PAUSED")  # the message is complete; more bytes wait for the next cycle
 END: Final = _Marker("END")  # the message body is complete (trailers are dropped)
 CLOSED: Final = _Marker("CLOSED")  # the peer closed the connection cleanly
 
 
 class RequestHead:
-    __slots__ = ("headers", "http_version", "method", "target")
+    """A parsed request head with its framing already checked."""
 
-    def __init__(self, method: bytes, target: bytes, headers: Headers, http_version: bytes):
+    __slots__ = (
+        "chunked",
+        "expect_continue",
+        "head_size",
+        "headers",
+        "http_version",
+        "length",
+        "method",
+        "target",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        http_version: bytes,
+        *,
+        length: int | None,
+        chunked: bool,
+        expect_continue: bool,
+        head_size: int,
+    ) -> None:
         self.method = method
         self.target = target
         self.headers = headers  # lower-cased names, in order
         self.http_version = http_version
+        self.length = length  # Content-Length, None without one
+        self.chunked = chunked  # Transfer-Encoding: chunked
+        self.expect_continue = expect_continue  # Expect: 100-continue (HTTP/1.1)
+        self.head_size = head_size  # bytes of the request line and fields as received
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.length)
 
 
 class ResponseHead:
-    """A response head; 1xx (informational) responses included, 101 among them."""
+    """A parsed response head; 1xx (informational) responses included, 101 among them."""
 
-    __slots__ = ("headers", "http_version", "reason", "status")
+    __slots__ = ("chunked", "headers", "http_version", "length", "reason", "status")
 
-    def __init__(self, status: int, headers: Headers, reason: bytes, http_version: bytes):
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        reason: bytes,
+        http_version: bytes,
+        *,
+        length: int | None,
+        chunked: bool,
+    ) -> None:
         self.status = status
         self.headers = headers
         self.reason = reason
         self.http_version = http_version
+        # The declared Content-Length (kept for HEAD and 304 answers, whose
+        # body is empty whatever the header says), None without one.
+        self.length = length
+        self.chunked = chunked
 
 
 class Body:
@@ -87,158 +128,78 @@ class Body:
 Event = RequestHead | ResponseHead | Body | _Marker
 
 
-class _Codec:
-    __slots__ = ("_h11",)
-    _h11: h11.Connection
+class _Codec(Protocol):
+    """What both sides of both implementations have."""
 
     def receive(self, data: bytes) -> None:
         """Feed bytes read from the peer; b"" means the peer closed (EOF)."""
-        try:
-            self._h11.receive_data(data)
-        except RuntimeError as exc:  # data after EOF: a bug of ours, not the peer's
-            raise ProtocolError(str(exc)) from exc
 
     def next_event(self) -> Event:
-        """The next event parsed from the bytes received so far; raises ProtocolError."""
-        try:
-            event = self._h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise ProtocolError(str(exc), exc.error_status_hint) from exc
-        kind = type(event)
-        if kind is h11.Data:
-            return Body(event.data)  # type: ignore[union-attr]
-        if kind is h11.EndOfMessage:
-            return END
-        if event is h11.NEED_DATA:
-            return NEED_DATA
-        # Headers become a plain list once: h11's Headers is a Sequence whose
-        # iteration goes through __getitem__, and every consumer walks them.
-        if kind is h11.Request:
-            return RequestHead(
-                event.method,  # type: ignore[union-attr]
-                event.target,  # type: ignore[union-attr]
-                list(event.headers),  # type: ignore[union-attr]
-                event.http_version,  # type: ignore[union-attr]
-            )
-        if kind is h11.Response or kind is h11.InformationalResponse:
-            return ResponseHead(
-                event.status_code,  # type: ignore[union-attr]
-                list(event.headers),  # type: ignore[union-attr]
-                event.reason,  # type: ignore[union-attr]
-                event.http_version,  # type: ignore[union-attr]
-            )
-        if event is h11.PAUSED:
-            return PAUSED
-        return CLOSED
+        """The next event from the bytes received so far; raises ProtocolError."""
 
     def body(self, data: bytes) -> bytes:
-        return self._h11.send(h11.Data(data=data)) or b""
+        """Bytes to write for `data` of the message being sent (framed as its head said)."""
 
     def end(self) -> bytes:
-        return self._h11.send(h11.EndOfMessage()) or b""
+        """Bytes that end the message being sent."""
 
     def send_failed(self) -> None:
         """A write to the peer raised: nothing more may be sent on this connection."""
-        self._h11.send_failed()
 
     @property
     def cycle_done(self) -> bool:
         """Both sides finished the exchange: the connection may carry another one."""
-        return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
 
-    def start_next_cycle(self) -> None:
-        self._h11.start_next_cycle()
+    def start_next_cycle(self) -> None: ...
 
     @property
     def switched(self) -> bool:
         """The exchange switched protocols (101): the connection is now a byte tunnel."""
-        return self._h11.our_state is h11.SWITCHED_PROTOCOL
 
     @property
     def trailing_data(self) -> bytes:
         """Bytes received after the last event (the start of a tunnel after a switch)."""
-        data, _closed = self._h11.trailing_data
-        return bytes(data)
 
     @property
     def peer_done(self) -> bool:
         """The peer's message is complete (or it closed)."""
-        return self._h11.their_state in _PEER_FINISHED
 
     @property
-    def has_buffered_data(self) -> bool:
-        return bool(self._h11.trailing_data[0])
+    def has_buffered_data(self) -> bool: ...
 
 
-_PEER_FINISHED = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
-
-
-class ServerCodec(_Codec):
-    """The client connection's side: parses requests, serialises responses."""
-
-    __slots__ = ()
-
-    def __init__(self, max_head_size: int = MAX_REQUEST_HEAD_SIZE) -> None:
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+class ServerCodec(_Codec, Protocol):
+    """The client connection's side: parses requests, writes responses."""
 
     @property
     def waiting_for_continue(self) -> bool:
         """The client sent `Expect: 100-continue` and waits before sending its body."""
-        return self._h11.they_are_waiting_for_100_continue
 
     @property
     def can_respond(self) -> bool:
         """No response head has been sent for the current request (an error page fits)."""
-        return self._h11.our_state in _CAN_RESPOND
 
     @property
     def response_done(self) -> bool:
         """A complete response was sent for the current request."""
-        return self._h11.our_state in _RESPONSE_SENT
 
-    @property
-    def client_http_version(self) -> bytes:
-        return self._h11.their_http_version or b"1.1"
+    def continue_100(self) -> bytes: ...
 
-    @property
-    def keep_alive(self) -> bool:
-        return self._h11.our_state is not h11.MUST_CLOSE and self._h11.our_state is not h11.CLOSED
-
-    def continue_100(self) -> bytes:
-        return self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
-
-    def response(self, status: int, headers: Headers, reason: bytes = b"") -> bytes:
-        """Serialise a response head (1xx included); h11 adds `Connection: close` if needed."""
-        if status < 200:
-            event: h11.Response | h11.InformationalResponse = h11.InformationalResponse(
-                status_code=status, headers=headers, reason=reason, _parsed=True
-            )
-        else:
-            event = h11.Response(status_code=status, headers=headers, reason=reason, _parsed=True)
-        return self._h11.send(event) or b""
+    def response(self, status: int, headers: Headers, reason: bytes) -> bytes:
+        """A response head (1xx included). Framing comes from `headers` (content-length
+        when the length is known, else chunked or close-delimited) and the request
+        (HEAD, 204, 304: no body); `Connection: close` is added when the connection
+        will close. `headers` must not hold transfer-encoding."""
 
 
-_CAN_RESPOND = frozenset({h11.IDLE, h11.SEND_RESPONSE})
-_RESPONSE_SENT = frozenset({h11.DONE, h11.MUST_CLOSE})
-
-
-class ClientCodec(_Codec):
-    """An upstream connection's side: serialises requests, parses responses."""
-
-    __slots__ = ()
-
-    def __init__(self, max_head_size: int = MAX_RESPONSE_HEAD_SIZE) -> None:
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head_size)
+class ClientCodec(_Codec, Protocol):
+    """An upstream connection's side: writes requests, parses responses."""
 
     def request(self, method: bytes, target: bytes, headers: Headers) -> bytes:
-        event = h11.Request(method=method, target=target, headers=headers, _parsed=True)
-        return self._h11.send(event) or b""
+        """A request head; its framing is what `headers` say (content-length or
+        transfer-encoding: chunked, else no body)."""
 
     @property
     def idle(self) -> bool:
         """Ready for a new request (nothing sent on this connection since its last cycle)."""
-        return self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
 
-    @property
-    def response_started(self) -> bool:
-        return self._h11.their_state is not h11.IDLE

@@ -1,0 +1,233 @@
+"""The reference codec: the proxy's codec interface (codec.py) on h11.
+
+h11 parses and validates; this adapter adds what h11 lets through and the proxy
+must refuse: Content-Length together with Transfer-Encoding (h11 lets the
+transfer coding win), obs-fold line continuations (h11 unfolds them), and a head
+over the size limit that arrived in one read (h11 bounds only heads that arrive
+in pieces).
+
+Heads are sent with h11's `_parsed=True`: they are made of fields h11 parsed
+and validated plus values the proxy produces, and re-validating them was a
+third of h11's cost per request. The flag is private to h11 (present since
+0.8); the proxy tests would fail at once if a release dropped it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import h11
+
+from hotswap.http.framing import FramingError, body_framing
+from hotswap.proxy.codec import (
+    CLOSED,
+    END,
+    MAX_REQUEST_HEAD_SIZE,
+    MAX_RESPONSE_HEAD_SIZE,
+    NEED_DATA,
+    PAUSED,
+    Body,
+    Event,
+    Headers,
+    ProtocolError,
+    RequestHead,
+    ResponseHead,
+)
+
+_PEER_FINISHED: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
+_CAN_RESPOND: Final = frozenset({h11.IDLE, h11.SEND_RESPONSE})
+_RESPONSE_SENT: Final = frozenset({h11.DONE, h11.MUST_CLOSE})
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_OBS_FOLD = re.compile(rb"\n[ \t]")
+
+
+def _head_size(first: bytes, second: bytes, headers: Headers) -> int:
+    """Bytes of a start line and its field lines as sent (CRLF line ends)."""
+    size = len(first) + len(second) + 12
+    for name, value in headers:
+        size += len(name) + len(value) + 4
+    return size
+
+
+class _H11Codec:
+    __slots__ = ("_h11", "_head_bytes", "_in_head", "_max_head")
+    _h11: h11.Connection
+
+    def __init__(self, role: type[h11.CLIENT] | type[h11.SERVER], max_head_size: int) -> None:
+        self._h11 = h11.Connection(role, max_incomplete_event_size=max_head_size)
+        self._max_head = max_head_size
+        self._in_head = True  # the next event is a head: its raw bytes are kept
+        self._head_bytes = b""
+
+    def receive(self, data: bytes) -> None:
+        if self._in_head and len(self._head_bytes) <= self._max_head:
+            self._head_bytes += data
+        try:
+            self._h11.receive_data(data)
+        except RuntimeError as exc:  # data after EOF: a bug of ours, not the peer's
+            raise ProtocolError(str(exc)) from exc
+
+    def _h11_event(self) -> object:
+        try:
+            return self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolError(str(exc), exc.error_status_hint) from exc
+
+    def _check_head(self, size: int, *, another_head: bool) -> None:
+        """Refuse obs-fold and an oversized head. `another_head`: a head follows
+        (after a 1xx response), so the bytes after this one are watched too."""
+        raw = self._head_bytes
+        match = _HEAD_END.search(raw)
+        if match is not None and _OBS_FOLD.search(raw, 0, match.start()):
+            raise ProtocolError("obs-fold (a header line continued on the next line)")
+        if size > self._max_head:
+            raise ProtocolError(f"the head exceeds {self._max_head} bytes", 431)
+        self._in_head = another_head
+        self._head_bytes = self._h11.trailing_data[0] if another_head else b""
+
+    def _framing(self, headers: Headers) -> tuple[int | None, bool]:
+        try:
+            return body_framing(headers)
+        except FramingError as exc:
+            raise ProtocolError(str(exc), exc.status) from exc
+
+    def body(self, data: bytes) -> bytes:
+        return self._h11.send(h11.Data(data=data)) or b""
+
+    def end(self) -> bytes:
+        return self._h11.send(h11.EndOfMessage()) or b""
+
+    def send_failed(self) -> None:
+        self._h11.send_failed()
+
+    @property
+    def cycle_done(self) -> bool:
+        return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
+
+    def start_next_cycle(self) -> None:
+        self._h11.start_next_cycle()
+        self._in_head = True
+        self._head_bytes = self._h11.trailing_data[0]
+
+    @property
+    def switched(self) -> bool:
+        return self._h11.our_state is h11.SWITCHED_PROTOCOL
+
+    @property
+    def trailing_data(self) -> bytes:
+        return bytes(self._h11.trailing_data[0])
+
+    @property
+    def peer_done(self) -> bool:
+        return self._h11.their_state in _PEER_FINISHED
+
+    @property
+    def has_buffered_data(self) -> bool:
+        return bool(self._h11.trailing_data[0])
+
+
+def _simple_event(event: object) -> Event:
+    kind = type(event)
+    if kind is h11.Data:
+        return Body(event.data)  # type: ignore[attr-defined]
+    if kind is h11.EndOfMessage:
+        return END
+    if event is h11.NEED_DATA:
+        return NEED_DATA
+    if event is h11.PAUSED:
+        return PAUSED
+    return CLOSED
+
+
+class H11ServerCodec(_H11Codec):
+    """The client connection's side on h11."""
+
+    __slots__ = ()
+
+    def __init__(self, max_head_size: int = MAX_REQUEST_HEAD_SIZE) -> None:
+        super().__init__(h11.SERVER, max_head_size)
+
+    def next_event(self) -> Event:
+        event = self._h11_event()
+        if type(event) is not h11.Request:
+            return _simple_event(event)
+        # Headers become a plain list once: h11's Headers is a Sequence whose
+        # iteration goes through __getitem__, and every consumer walks them.
+        headers = list(event.headers)
+        method: bytes = event.method
+        target: bytes = event.target
+        size = _head_size(method, target, headers)
+        self._check_head(size, another_head=False)
+        length, chunked = self._framing(headers)
+        return RequestHead(
+            method,
+            target,
+            headers,
+            event.http_version,
+            length=length,
+            chunked=chunked,
+            expect_continue=self._h11.they_are_waiting_for_100_continue,
+            head_size=size,
+        )
+
+    @property
+    def waiting_for_continue(self) -> bool:
+        return self._h11.they_are_waiting_for_100_continue
+
+    @property
+    def can_respond(self) -> bool:
+        return self._h11.our_state in _CAN_RESPOND
+
+    @property
+    def response_done(self) -> bool:
+        return self._h11.our_state in _RESPONSE_SENT
+
+    def continue_100(self) -> bytes:
+        return self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+
+    def response(self, status: int, headers: Headers, reason: bytes) -> bytes:
+        if status < 200:
+            event: h11.Response | h11.InformationalResponse = h11.InformationalResponse(
+                status_code=status, headers=headers, reason=reason, _parsed=True
+            )
+        else:
+            event = h11.Response(status_code=status, headers=headers, reason=reason, _parsed=True)
+        return self._h11.send(event) or b""
+
+
+class H11ClientCodec(_H11Codec):
+    """An upstream connection's side on h11."""
+
+    __slots__ = ()
+
+    def __init__(self, max_head_size: int = MAX_RESPONSE_HEAD_SIZE) -> None:
+        super().__init__(h11.CLIENT, max_head_size)
+
+    def next_event(self) -> Event:
+        event = self._h11_event()
+        kind = type(event)
+        if kind is not h11.Response and kind is not h11.InformationalResponse:
+            return _simple_event(event)
+        headers = list(event.headers)  # type: ignore[attr-defined]
+        status: int = event.status_code  # type: ignore[attr-defined]
+        reason: bytes = event.reason  # type: ignore[attr-defined]
+        informational = kind is h11.InformationalResponse and status != 101
+        self._check_head(_head_size(b"HTTP/1.1 000", reason, headers), another_head=informational)
+        length, chunked = self._framing(headers)
+        return ResponseHead(
+            status,
+            headers,
+            reason,
+            event.http_version,  # type: ignore[attr-defined]
+            length=length,
+            chunked=chunked,
+        )
+
+    def request(self, method: bytes, target: bytes, headers: Headers) -> bytes:
+        event = h11.Request(method=method, target=target, headers=headers, _parsed=True)
+        return self._h11.send(event) or b""
+
+    @property
+    def idle(self) -> bool:
+        return self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
