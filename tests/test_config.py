@@ -14,12 +14,14 @@ import pytest
 import tomli_w
 
 from hotswap.config import (
+    AccessLogFormat,
     Address,
     Config,
     DeployConfig,
     DockerConfig,
     DrainMode,
     ExternalRoute,
+    HttpParser,
     NetworkMode,
     PullPolicy,
     ReadinessMode,
@@ -558,6 +560,8 @@ def test_schema_choices_are_the_enumerations() -> None:
         "deploy.readiness_mode": ReadinessMode,
         "deploy.drain_mode": DrainMode,
         "deploy.websocket_drain": WebSocketDrain,
+        "server.http_parser": HttpParser,
+        "server.access_log": AccessLogFormat,
     }
     choices = {spec.name: spec.choices for spec in SCHEMA if spec.kind is Kind.CHOICE}
     assert choices == {name: tuple(member.value for member in enum) for name, enum in

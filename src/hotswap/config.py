@@ -69,6 +69,20 @@ class WebSocketDrain(enum.StrEnum):
     WAIT = "wait"
 
 
+class HttpParser(enum.StrEnum):
+    """The proxy's HTTP/1.1 codec: fast (llhttp via httptools, strict) or h11 (the reference)."""
+
+    FAST = "fast"
+    H11 = "h11"
+
+
+class AccessLogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    COMBINED = "combined"
+    OFF = "off"
+
+
 @dataclass(frozen=True)
 class Address:
     """A host:port pair (host may be a name, an IPv4 or an IPv6 address)."""
@@ -93,6 +107,9 @@ class ServerConfig:
     idle_timeout: float = 75.0
     upstream_connect_timeout: float = 5.0
     upstream_response_timeout: float = 60.0
+    http_parser: HttpParser = HttpParser.FAST
+    access_log: AccessLogFormat = AccessLogFormat.TEXT
+    request_id: bool = True
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,8 @@ _CHOICE_TYPES: dict[str, type[enum.StrEnum]] = {
     "deploy.readiness_mode": ReadinessMode,
     "deploy.drain_mode": DrainMode,
     "deploy.websocket_drain": WebSocketDrain,
+    "server.http_parser": HttpParser,
+    "server.access_log": AccessLogFormat,
 }
 _SECTION_SPECS = {spec.name: spec for keys in SECTION_KEYS.values() for spec in keys}
 _ROUTE_SPECS = {spec.leaf: spec for spec in ROUTE_KEYS[1:]}

@@ -88,8 +88,20 @@ SERVER_KEYS: tuple[KeySpec, ...] = (
             "Time to connect to a backend; beyond this the proxy answers 502.", _R,
             positive=True),
     KeySpec("server.upstream_response_timeout", Kind.DURATION, "60s",
-            "Time for a backend's response head to arrive; beyond this the proxy answers 504.",
-            _R, positive=True),
+            "Time for a backend's response head to arrive, and the longest pause between "
+            "two reads of its body; beyond this the proxy answers 504 (or closes the "
+            "connection once the response has started).", _R, positive=True),
+    KeySpec("server.http_parser", Kind.CHOICE, "fast",
+            "HTTP/1.1 codec: fast (llhttp via httptools, strict) or h11 (the pure-Python "
+            "reference implementation); applies to new connections.", _R,
+            choices=("fast", "h11")),
+    KeySpec("server.access_log", Kind.CHOICE, "text",
+            "Access log on stderr, one line per request: text (key=value), json (one object "
+            "per line), combined (Apache/nginx combined) or off.", _R,
+            choices=("text", "json", "combined", "off")),
+    KeySpec("server.request_id", Kind.BOOLEAN, True,
+            "Send each request upstream with an X-Request-Id (kept when a trusted proxy sent "
+            "one) and log it.", _R),
 )
 
 DOCKER_KEYS: tuple[KeySpec, ...] = (

@@ -24,7 +24,7 @@ async def test_every_configured_or_routed_domain_is_listed_with_live_counts() ->
     routes.switch("gone.com", Backend(Address("127.0.0.1", 40002), name="c2"))
     backend.inflight.begin_request()
     backend.inflight.begin_request()
-    backend.inflight.request_to_tunnel()
+    backend.inflight.request_to_tunnel(object())  # type: ignore[arg-type]
     backend.stats.requests = 10
     config = Config(
         routes={"a.com": Route("a.com", "app:1"), "new.com": Route("new.com", "app:2")},

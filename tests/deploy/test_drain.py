@@ -23,16 +23,14 @@ class FakeTunnel:
         self.closed = 0
         self.closing = trio.Event()
         backend.inflight.begin_request()
-        backend.inflight.request_to_tunnel()
-        backend.tunnels.add(self)  # type: ignore[arg-type]
+        backend.inflight.request_to_tunnel(self)
 
     def close_for_restart(self) -> None:
         self.closed += 1
         self.closing.set()
 
     def end(self) -> None:
-        self.backend.tunnels.discard(self)
-        self.backend.inflight.end_tunnel()
+        self.backend.inflight.end_tunnel(self)
 
 
 def backend() -> Backend:

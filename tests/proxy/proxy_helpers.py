@@ -9,6 +9,7 @@ Client         an h11 client over one connection (keep-alive aware)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,12 +17,15 @@ from contextlib import asynccontextmanager
 import h11
 import trio
 
-from hotswap.config import Address, ServerConfig
+from hotswap.config import Address, HttpParser, ServerConfig
+from hotswap.proxy.accesslog import AccessLog
 from hotswap.proxy.routes import Backend, RouteTable
 from hotswap.proxy.server import ProxyServer, serve_proxy
 
 HOST = "127.0.0.1"
 Headers = list[tuple[bytes, bytes]]
+# The codec the proxy tests run with; tests/proxy/conftest.py runs each test once per codec.
+PARSER: list[HttpParser] = [HttpParser.FAST]
 
 
 async def next_event(conn: h11.Connection, stream: trio.SocketStream) -> h11.Event:
@@ -173,14 +177,20 @@ async def start_upstream(nursery: trio.Nursery, upstream: Upstream | RawUpstream
 
 
 def make_config(**overrides: object) -> ServerConfig:
-    return dataclasses.replace(ServerConfig(listen=Address(HOST, 0)), **overrides)  # type: ignore[arg-type]
+    base = ServerConfig(listen=Address(HOST, 0), http_parser=PARSER[0])
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
 async def start_proxy(
-    nursery: trio.Nursery, routes: RouteTable, config: ServerConfig | None = None
+    nursery: trio.Nursery,
+    routes: RouteTable,
+    config: ServerConfig | None = None,
+    access_log: AccessLog | None = None,
 ) -> ProxyServer:
     cfg = config or make_config()
-    server: ProxyServer = await nursery.start(serve_proxy, lambda: cfg, routes)
+    server: ProxyServer = await nursery.start(
+        functools.partial(serve_proxy, access_log=access_log), lambda: cfg, routes
+    )
     return server
 
 
@@ -315,6 +325,7 @@ class Harness:
     nursery: trio.Nursery
     routes: RouteTable
     backends: list[Backend] = dataclasses.field(default_factory=list)
+    access_lines: list[str] = dataclasses.field(default_factory=list)  # the access log
 
     async def upstream(self, handler: Handler = echo_handler) -> Upstream:
         up = Upstream(handler)
@@ -335,7 +346,8 @@ class Harness:
         return backend
 
     async def proxy(self, **config: object) -> ProxyServer:
-        return await start_proxy(self.nursery, self.routes, make_config(**config))
+        access_log = AccessLog(self.access_lines.append)
+        return await start_proxy(self.nursery, self.routes, make_config(**config), access_log)
 
 
 @asynccontextmanager

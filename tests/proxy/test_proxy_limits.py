@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 
 import pytest
@@ -300,9 +299,7 @@ async def test_a_client_that_stops_reading_is_closed_after_idle_timeout() -> Non
                 pass
 
 
-async def test_client_going_away_is_499_a_client_abort_and_cancels_the_upstream_exchange(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_client_going_away_is_499_a_client_abort_and_cancels_the_upstream_exchange() -> None:
     upstream_saw_close = trio.Event()
 
     async def waits(stream: trio.SocketStream) -> None:
@@ -311,7 +308,6 @@ async def test_client_going_away_is_499_a_client_abort_and_cancels_the_upstream_
             pass
         upstream_saw_close.set()
 
-    caplog.set_level(logging.INFO, logger="hotswap.access")
     async with harness() as h:
         backend = h.route("app.test", await h.raw_upstream(waits))
         proxy = await h.proxy()
@@ -323,8 +319,7 @@ async def test_client_going_away_is_499_a_client_abort_and_cancels_the_upstream_
         await backend.inflight.wait_idle()
         assert backend.stats.client_aborts == 1
         assert backend.stats.errors == 0
-    lines = [r.getMessage() for r in caplog.records if r.name == "hotswap.access"]
-    assert any("status=499" in line and "path=/gone" in line for line in lines)
+    assert any("status=499" in line and "path=/gone" in line for line in h.access_lines)
 
 
 async def test_streamed_response_reaches_the_client_chunk_by_chunk() -> None:
@@ -358,13 +353,12 @@ async def test_streamed_response_reaches_the_client_chunk_by_chunk() -> None:
         assert all(event.is_set() for event in seen)
 
 
-async def test_access_log_has_one_line_per_request(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="hotswap.access")
+async def test_access_log_has_one_line_per_request() -> None:
     async with harness() as h:
         h.route("app.test", await h.upstream())
         proxy = await h.proxy()
         await fetch(proxy.port, "POST", "/logged?q=1", "app.test", body=b"12345")
-    lines = [r.getMessage() for r in caplog.records if r.name == "hotswap.access"]
+    lines = h.access_lines
     assert len(lines) == 1
     for part in (
         "host=app.test",

@@ -75,10 +75,10 @@ async def test_websocket_through_the_proxy_counts_as_a_tunnel_while_open() -> No
                 await ws.send_message(text)
                 assert await ws.get_message() == text
             assert (backend.inflight.requests, backend.inflight.tunnels) == (0, 1)
-            assert len(backend.tunnels) == 1
+            assert len(backend.inflight.open_tunnels) == 1
         await up.closed.wait()
         await backend.inflight.wait_idle()
-        assert backend.tunnels == set()
+        assert backend.inflight.open_tunnels == ()
         assert backend.stats.errors == 0
 
 
@@ -91,7 +91,7 @@ async def test_close_for_restart_sends_1012_to_the_client() -> None:
         async with open_websocket(proxy.port) as ws:
             await ws.send_message("ping")
             assert await ws.get_message() == "ping"
-            (tunnel,) = backend.tunnels
+            (tunnel,) = backend.inflight.open_tunnels
             tunnel.close_for_restart()
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
@@ -136,9 +136,9 @@ async def test_close_for_restart_lets_the_frame_in_progress_reach_the_client_who
         proxy = await h.proxy()
         async with open_websocket(proxy.port) as ws:
             await first_half_sent.wait()
-            await until(lambda: len(backend.tunnels) == 1)
-            (tunnel,) = backend.tunnels
-            await until(lambda: tunnel.bytes_down >= 7)  # the first half reached the client
+            await until(lambda: backend.inflight.tunnels == 1)
+            (tunnel,) = backend.inflight.open_tunnels
+            await until(lambda: tunnel.bytes_down >= 7)  # type: ignore[attr-defined]  # the first half reached the client
             tunnel.close_for_restart()
             restart_requested.set()
             assert await ws.get_message() == message.decode()
@@ -176,4 +176,4 @@ async def test_a_websocket_client_that_stops_reading_ends_its_tunnel_after_idle_
             await until(lambda: backend.inflight.tunnels == 1)
             # Read nothing: the proxy's writes block; after idle_timeout it ends the tunnel.
             await backend.inflight.wait_idle()
-            assert backend.tunnels == set()
+            assert backend.inflight.open_tunnels == ()

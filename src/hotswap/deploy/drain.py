@@ -44,14 +44,6 @@ class DrainResult:
     duration: float = 0.0  # seconds from the start of the drain to its end
 
 
-def close_tunnels(backend: Backend) -> int:
-    """Ask every open tunnel of `backend` to close with 1012; returns how many."""
-    tunnels = list(backend.tunnels)
-    for tunnel in tunnels:
-        tunnel.close_for_restart()
-    return len(tunnels)
-
-
 async def drain(
     backend: Backend, settings: DeployConfig, report: Report, *, container: str
 ) -> DrainResult:
@@ -59,7 +51,7 @@ async def drain(
     result = DrainResult()
     started = time.monotonic()
     if settings.websocket_drain is WebSocketDrain.CLOSE:
-        result.tunnels_closed = close_tunnels(backend)
+        result.tunnels_closed = backend.inflight.close_tunnels()
     inflight = backend.inflight
     report(
         "draining",
@@ -132,9 +124,9 @@ async def _drain_delay(
 
 async def _close_remaining_tunnels(backend: Backend, result: DrainResult) -> None:
     """websocket_drain=wait past its timeout: close them now, give them a moment to go."""
-    if not backend.tunnels:
+    if not backend.inflight.tunnels:
         return
-    result.tunnels_closed += close_tunnels(backend)
+    result.tunnels_closed += backend.inflight.close_tunnels()
     inflight = backend.inflight
     with trio.move_on_after(TUNNEL_CLOSE_WAIT):
         while inflight.tunnels:

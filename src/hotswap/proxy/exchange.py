@@ -2,70 +2,57 @@
 
 Bodies stream chunk by chunk: the next read waits for the previous write, so
 memory does not grow with a body. Errors map to statuses here, where the policy
-lives: connect failure 502, response head late 504, invalid response 502, client
-gone 499 (logged only), upstream gone mid-body: the client connection is closed,
-so a short body is never presented as complete. A pooled upstream connection
-found stale is retried once on a fresh one when that cannot replay anything the
-upstream acted on.
+lives: connect failure 502, invalid response 502, a client gone 499 (logged
+only), the upstream gone mid-body: the client connection is closed, so a short
+body is never presented as complete. A backend that sends nothing for
+upstream_response_timeout (before the head, or between two reads of the body,
+as nginx's proxy_read_timeout) times out on the connection's deadline, which the
+connection answers (504, or a close once the head was sent). A pooled upstream
+connection found stale is retried once on a fresh one when that cannot replay
+anything the upstream acted on.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import socket
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
+from hotswap.config import HttpParser
 from hotswap.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from hotswap.http.headers import (
-    FRAMING,
-    is_upgrade_request,
-    request_headers_for_upstream,
-    response_headers_for_client,
-)
-from hotswap.http.host import origin_form, target_authority
+from hotswap.http.headers import is_upgrade_request, response_headers_for_client
+from hotswap.http.upstream import upstream_request
+from hotswap.proxy.client import Client, ClientGone, Phase
 from hotswap.proxy.codec import (
     CLOSED,
     END,
     NEED_DATA,
     Body,
-    Headers,
     ProtocolError,
     RequestHead,
     ResponseHead,
+    ServerCodec,
 )
-from hotswap.proxy.sockio import receive, send_all
+from hotswap.proxy.outcome import CLIENT_GONE_STATUS, Outcome
+from hotswap.proxy.routes import Backend
+from hotswap.proxy.timers import now
 from hotswap.proxy.tunnel import Tunnel
 from hotswap.proxy.upstream import RECEIVE_SIZE, UpstreamConnection
 
-if TYPE_CHECKING:
-    from hotswap.proxy.routes import Backend
-    from hotswap.proxy.server import ClientConnection
-
 log = logging.getLogger(__name__)
 
-# An upstream read slower than this starts watching the client for a close, so a
-# client that goes away cancels the upstream exchange at once; faster reads (most
-# of them) pay for no watcher task.
-ABORT_WATCH_DELAY: Final = 0.05
-CLIENT_GONE_STATUS: Final = 499
 # Methods that may be sent again on a fresh connection when a reused one failed
 # after the request reached it (RFC 9110 9.2.2).
 IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 FLUSH_SIZE: Final = 64 * 1024
-_CHUNKED: Final = ((b"transfer-encoding", b"chunked"),)
-_CLOSE: Final = ((b"connection", b"close"),)
-
-
-class ClientGone(Exception):
-    """The client closed its connection (or a write to it failed) mid-exchange."""
+_CLOSE: Final = (b"connection", b"close")
 
 
 class UpstreamBroken(UpstreamError):
@@ -85,97 +72,66 @@ class _Stale(Exception):
         self.sent = sent  # the request bytes were handed to the kernel
 
 
-def _ambiguous_framing(headers: Headers) -> bool:
-    """Both Content-Length and Transfer-Encoding (h11 lets TE win; we refuse both)."""
-    names = {name for name, _ in headers if name in FRAMING}
-    return len(names) == 2
-
-
-def _raw_host(headers: Headers) -> str:
-    """The client's Host value as sent (X-Forwarded-Host carries it, port included)."""
-    for name, value in headers:
-        if name == b"host":
-            return value.decode("latin-1")
-    return ""
-
-
-def _content_length(headers: Headers) -> bytes | None:
-    """The Content-Length value h11 validated (duplicates already collapsed)."""
-    for name, value in headers:
-        if name == b"content-length":
-            return value
-    return None
-
-
 class Exchange:
-    """The state of one forwarded request (one per request; no task unless needed)."""
+    """The state of one forwarded request (one per request; no task unless it has a body)."""
 
     __slots__ = (
         "backend",
         "body_error",
-        "chunked",
         "client",
-        "connect_error",
-        "expect",
+        "codec",
         "head_deadline",
-        "host",
-        "length",
+        "outcome",
+        "parser",
         "received",
         "request",
-        "sent",
-        "status",
         "tunnel",
         "up",
-        "waiting_scope",
         "watch_client",
         "wrote",
     )
 
     def __init__(
         self,
-        client: ClientConnection,
+        client: Client,
+        codec: ServerCodec,
         request: RequestHead,
         backend: Backend,
-        host: str,
-        length: int | None,
-        chunked: bool,
-        expect: bool,
+        outcome: Outcome,
+        parser: HttpParser,
     ) -> None:
         self.client = client
+        self.codec = codec
         self.request = request
         self.backend = backend
-        self.host = host
-        self.length = length
-        self.chunked = chunked
-        self.expect = expect
+        self.outcome = outcome
+        self.parser = parser
         self.up: UpstreamConnection | None = None
-        self.status = 0
-        self.sent = 0  # body bytes written to the client
         self.received = False  # any byte of the response arrived
-        self.head_deadline = math.inf
-        self.waiting_scope: trio.CancelScope | None = None
-        self.watch_client = True
+        self.head_deadline = math.inf  # the response head is due by then
+        self.watch_client = True  # no body task reads the client: watch it while waiting
         self.body_error: BaseException | None = None
         self.tunnel: Tunnel | None = None
-        self.connect_error = False  # the backend could not be reached (for the metrics)
         self.wrote = False  # a byte of the response reached the client
 
     async def run(self) -> None:
+        """Forward the request; every failure ends in `outcome` (status, close)."""
         client = self.client
         backend = self.backend
+        outcome = self.outcome
         try:
             await self._exchange()
         except ClientGone as exc:
-            self.status = CLIENT_GONE_STATUS
+            outcome.status = CLIENT_GONE_STATUS
+            outcome.close = True
             backend.stats.client_aborts += 1
             log.info(
                 "client aborted host=%s backend=%s client=%s cause=%s",
-                self.host,
+                outcome.host,
                 backend.name,
                 client.peer,
                 exc,
             )
-            raise
         except BodyTooLarge:
             limit = client.config.max_body_size
             await self._fail(413, f"the body exceeds {limit} bytes", close=True)
@@ -183,22 +139,22 @@ class Exchange:
             await self._fail(exc.status_hint, str(exc), close=True)
         except UpstreamBroken as exc:
             backend.stats.errors += 1
+            outcome.close = True
             log.warning(
                 "upstream failed mid-response host=%s backend=%s status=%d cause=%s",
-                self.host,
+                outcome.host,
                 backend.name,
-                self.status,
+                outcome.status,
                 exc,
             )
-            raise
         except UpstreamError as exc:
             backend.stats.errors += 1
             if isinstance(exc, UpstreamConnectError):
                 backend.stats.connect_errors += 1
-                self.connect_error = True
+                outcome.connect_error = True
             log.warning(
                 "upstream error host=%s backend=%s status=%d cause=%s",
-                self.host,
+                outcome.host,
                 backend.name,
                 exc.http_status,
                 exc,
@@ -215,53 +171,50 @@ class Exchange:
         if up is not None:
             self.up = None
             up.pool.discard(up)
-        client = self.client
-        if not client.codec.can_respond:
-            if self.wrote:
-                raise UpstreamBroken(detail)
-            # A response head was serialised but nothing was written (the request body
-            # turned out malformed while the upstream answered early): the client still
-            # gets its error, written past the codec, and the connection closes.
-            self.status = status
-            await client.send_final_error(status, detail)
-            return
-        self.status = status
-        await client.send_error(status, detail, close=close or not client.codec.peer_done)
+        outcome = self.outcome
+        codec = self.codec
+        try:
+            if not codec.can_respond:
+                outcome.close = True
+                if self.wrote:
+                    return
+                # A response head was serialised but nothing was written (the request
+                # body turned out malformed while the upstream answered early): the
+                # client still gets its error, written past the codec, then a close.
+                outcome.status = status
+                await self.client.send_error(status, detail, close=True)
+                return
+            outcome.status = status
+            await self.client.send_error(status, detail, close=close or not codec.peer_done)
+        except ClientGone:
+            outcome.close = True
 
     # -- the exchange ----------------------------------------------------------------
 
     async def _exchange(self) -> None:
         request = self.request
-        has_body = self.chunked or bool(self.length)
+        client = self.client
+        has_body = request.has_body
         upgrade = is_upgrade_request(request.headers)
         if upgrade is not None and upgrade != b"websocket":
             # Only WebSocket upgrades become tunnels (their frames are tracked, so a
             # deploy can close them cleanly); h2c and others go on as plain HTTP/1.1.
             upgrade = None
-        authority = target_authority(request.target)
-        if authority is None:
-            sent_host = _raw_host(request.headers) or self.host
-        else:
-            sent_host = authority.decode("latin-1")
-        headers = request_headers_for_upstream(
+        request_id = client.new_request_id()
+        self.outcome.request_id = request_id
+        target, headers = upstream_request(
+            request.target,
             request.headers,
-            client_ip=self.client.peer,
-            scheme="http",
-            host=sent_host,
+            route_host=self.outcome.host,
+            client_ip=client.peer,
+            scheme=client.scheme,
+            trusted=client.trusted,
+            request_id=request_id,
+            length=request.length,
+            chunked=request.chunked,
+            expect=request.expect_continue,
             upgrade=upgrade,
         )
-        if authority is not None:
-            # Routed by the target's authority: the app must see that host, not
-            # another one the client put in Host (RFC 9112 §3.2.2).
-            headers = [item for item in headers if item[0] != b"host"]
-            headers.insert(0, (b"host", authority))
-        if self.expect:  # answered here, when the body is wanted (RFC 9110 10.1.1)
-            headers = [(n, v) for n, v in headers if n != b"expect"]
-        if self.chunked:
-            headers.extend(_CHUNKED)
-        elif self.length is not None:
-            headers.append((b"content-length", str(self.length).encode()))
-        target = origin_form(request.target)
         pool = self.backend.pool
         for attempt in (0, 1):
             up = pool.take_idle()
@@ -273,6 +226,9 @@ class Exchange:
                 if not has_body:
                     payload += up.codec.end()
                     await self._send_upstream(payload)
+                    self.head_deadline = (
+                        now() + client.config.upstream_response_timeout
+                    )
                     head = await self._read_response_head()
                 else:
                     await self._send_upstream(payload)
@@ -284,8 +240,7 @@ class Exchange:
                 # Retry once: when nothing reached the upstream, or an idempotent
                 # request without a body (nothing of the client's was consumed).
                 replayable = not has_body and request.method in IDEMPOTENT
-                retry = attempt == 0 and (not exc.sent or replayable)
-                if not retry:
+                if attempt or not (not exc.sent or replayable):
                     raise UpstreamProtocolError(
                         f"upstream closed the connection before responding: {exc}"
                     ) from exc.cause
@@ -297,131 +252,108 @@ class Exchange:
             await self._stream_response(head)
 
     async def _connect(self) -> UpstreamConnection:
+        # A new connection is the uncommon path (connections are pooled): a scope of
+        # its own keeps the connect timeout's 502 apart from the exchange's deadline.
         timeout = self.client.config.upstream_connect_timeout
-        address = self.backend.pool.address
+        pool = self.backend.pool
         try:
             with trio.fail_after(timeout):
-                return await self.backend.pool.connect()
+                return await pool.connect(self.parser)
         except trio.TooSlowError:
-            raise UpstreamConnectError(f"connect to {address} timed out after {timeout}s") from None
+            raise UpstreamConnectError(
+                f"connect to {pool.address} timed out after {timeout}s"
+            ) from None
         except OSError as exc:
-            raise UpstreamConnectError(f"connect to {address} failed: {exc}") from exc
+            raise UpstreamConnectError(f"connect to {pool.address} failed: {exc}") from exc
 
     async def _send_upstream(self, data: bytes) -> None:
         up = self.up
         assert up is not None
+        transport = up.transport
         try:
-            await send_all(up.stream.socket, data)
+            sent = transport.send_nowait(data)
+            if sent < len(data):
+                # The upstream reads nothing: bounded like a response that does not come.
+                self.client.deadline_at(
+                    Phase.UPSTREAM,
+                    now() + self.client.config.upstream_response_timeout,
+                )
+                await transport.send(data[sent:])
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if up.reused and not self.received:
                 raise _Stale(exc, sent=False) from exc
             raise UpstreamProtocolError(f"write to upstream failed: {exc}") from exc
 
     async def _receive_upstream(self) -> bytes:
-        """Read from the upstream; a slow read watches the client and the head deadline."""
+        """Read from the upstream; a wait is bounded by the head deadline (before the
+        head) or upstream_response_timeout (between body reads), and watched."""
         up = self.up
         assert up is not None
-        stream = up.stream
+        transport = up.transport
+        client = self.client
         try:
-            with trio.CancelScope(deadline=trio.current_time() + ABORT_WATCH_DELAY):
-                return await receive(stream.socket, RECEIVE_SIZE)
-            return await self._receive_watched(stream)
+            data = transport.receive_nowait(RECEIVE_SIZE)
+            if data is None:
+                deadline = self.head_deadline
+                if self.outcome.status:
+                    deadline = now() + client.config.upstream_response_timeout
+                client.deadline_at(Phase.UPSTREAM, deadline)
+                watch = self.watch_client
+                if watch:
+                    client.watch(True)
+                try:
+                    data = await transport.receive(RECEIVE_SIZE)
+                finally:
+                    if watch:
+                        client.watch(False)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if up.reused and not self.received:
                 raise _Stale(exc, sent=True) from exc
-            if self.status:
+            if self.outcome.status:
                 raise UpstreamBroken(f"read from upstream failed: {exc}") from exc
             raise UpstreamProtocolError(f"read from upstream failed: {exc}") from exc
+        return data
 
-    async def _receive_watched(self, stream: trio.SocketStream) -> bytes:
-        data: bytes | None = None
-        error: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            self.waiting_scope = nursery.cancel_scope
-            nursery.cancel_scope.deadline = self.head_deadline
-            if self.watch_client:
-                nursery.start_soon(self._watch_client, nursery.cancel_scope)
-            try:
-                data = await receive(stream.socket, RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                error = exc
-            nursery.cancel_scope.cancel()
-        self.waiting_scope = None
-        if error is not None:
-            raise error
-        if data is not None:
-            return data
-        if self.client.gone:
-            raise ClientGone("connection closed by the client")
-        raise UpstreamTimeoutError(
-            "no response head within upstream_response_timeout="
-            f"{self.client.config.upstream_response_timeout}s"
-        )
-
-    async def _watch_client(self, scope: trio.CancelScope) -> None:
-        """Cancel `scope` if the client closes; stop watching if it sends more (pipelining)."""
-        sock = self.client.stream.socket
-        try:
-            await trio.lowlevel.wait_readable(sock)
-            peek = await sock.recv(1, socket.MSG_PEEK)
-        except (OSError, trio.ClosedResourceError):
-            peek = b""
-        if not peek:
-            self.client.gone = True
-            scope.cancel()
-
-    async def _read_response_head(self, *, start_timer: bool = True) -> ResponseHead:
+    async def _read_response_head(self) -> ResponseHead:
         up = self.up
         assert up is not None
         codec = up.codec
-        if start_timer:
-            self.head_deadline = trio.current_time() + self.client.config.upstream_response_timeout
-        try:
-            while True:
-                try:
-                    event = codec.next_event()
-                except ProtocolError as exc:
-                    if not self.received and up.reused:
-                        raise _Stale(exc, sent=True) from exc
-                    raise UpstreamProtocolError(f"invalid response from upstream: {exc}") from exc
-                if event is NEED_DATA:
-                    data = await self._receive_upstream()
-                    if data:
-                        self.received = True
-                    codec.receive(data)
-                elif type(event) is ResponseHead:
-                    assert isinstance(event, ResponseHead)
-                    if event.status >= 200 or event.status == 101:
-                        if _ambiguous_framing(event.headers):
-                            # RFC 9112 6.3: a sign of response splitting; never relay it.
-                            raise UpstreamProtocolError(
-                                "invalid response from upstream: Content-Length with "
-                                "Transfer-Encoding"
-                            )
-                        self.status = event.status
-                        return event
-                    # Other 1xx (100, 103) are not relayed: we answer 100 ourselves.
-                else:
-                    raise UpstreamProtocolError(f"unexpected {event!r} before the response head")
-        finally:
-            self.head_deadline = math.inf
+        while True:
+            try:
+                event = codec.next_event()
+            except ProtocolError as exc:
+                if not self.received and up.reused:
+                    raise _Stale(exc, sent=True) from exc
+                raise UpstreamProtocolError(f"invalid response from upstream: {exc}") from exc
+            if event is NEED_DATA:
+                data = await self._receive_upstream()
+                if data:
+                    self.received = True
+                codec.receive(data)
+            elif type(event) is ResponseHead:
+                assert isinstance(event, ResponseHead)
+                if event.status >= 200 or event.status == 101:
+                    self.outcome.status = event.status
+                    return event
+                # Other 1xx (100, 103) are not relayed: we answer 100 ourselves.
+            else:
+                raise UpstreamProtocolError(f"unexpected {event!r} before the response head")
 
     async def _stream_response(self, head: ResponseHead) -> None:
         """Send the response head and stream the body, one read per write."""
         up = self.up
         assert up is not None
         client = self.client
-        ccodec = client.codec
+        ccodec = self.codec
         codec = up.codec
+        outcome = self.outcome
         headers = response_headers_for_client(head.headers, upgrade=False)
-        length = _content_length(head.headers)
-        if length is not None:
-            headers.append((b"content-length", length))
-        if client.server.draining or not ccodec.peer_done:
+        if head.length is not None:
+            headers.append((b"content-length", b"%d" % head.length))
+        if client.draining or not ccodec.peer_done:
             # Answered before the request body was read to its end: the connection
             # closes after this response, so say so (no keep-alive to count on).
-            headers.extend(_CLOSE)
-        self.status = head.status
+            headers.append(_CLOSE)
         out = [ccodec.response(head.status, headers, head.reason)]
         size = 0
         while True:
@@ -435,12 +367,11 @@ class Exchange:
                     self.wrote = True
                     out.clear()
                     size = 0
-                data = await self._receive_upstream()
-                codec.receive(data)
+                codec.receive(await self._receive_upstream())
             elif type(event) is Body:
                 assert isinstance(event, Body)
                 chunk = ccodec.body(event.data)
-                self.sent += len(event.data)
+                outcome.sent += len(event.data)
                 out.append(chunk)
                 size += len(chunk)
                 if size >= FLUSH_SIZE:
@@ -462,14 +393,16 @@ class Exchange:
         """Stream the request body while waiting for (and streaming) the response.
 
         Both directions run at once: an upstream may answer before it has read the
-        whole body, and a full-duplex upstream must not deadlock against us.
+        whole body, and a full-duplex upstream must not deadlock against us. The
+        response head's deadline starts once the body is sent.
         """
         head: ResponseHead | None = None
         self.watch_client = False  # the body task reads the client socket
+        self.head_deadline = math.inf
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._body_task, nursery.cancel_scope)
             try:
-                head = await self._read_response_head(start_timer=False)
+                head = await self._read_response_head()
                 if head.status == 101:
                     nursery.cancel_scope.cancel()
                 else:
@@ -509,7 +442,7 @@ class Exchange:
 
     async def _send_request_body(self) -> None:
         client = self.client
-        ccodec = client.codec
+        ccodec = self.codec
         up = self.up
         assert up is not None
         codec = up.codec
@@ -524,20 +457,7 @@ class Exchange:
                     out.clear()
                 if ccodec.waiting_for_continue:
                     await client.send(ccodec.continue_100())
-                data = None
-                try:
-                    # A body that stalls for idle_timeout ends the exchange: 408, close
-                    # (nginx: client_body_timeout), so it cannot hold the backend forever.
-                    with trio.move_on_after(client.config.idle_timeout):
-                        data = await receive(client.stream.socket, RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise ClientGone(f"read from client failed: {exc}") from exc
-                if data is None:
-                    raise ProtocolError(
-                        "the request body stalled for idle_timeout="
-                        f"{client.config.idle_timeout:g}s",
-                        408,
-                    )
+                data = await client.receive()
                 if not data:
                     raise ClientGone("client closed the connection mid-body")
                 ccodec.receive(data)
@@ -551,11 +471,11 @@ class Exchange:
                 out.append(codec.end())
                 await self._send_body_upstream(b"".join(out))
                 self.watch_client = True
-                if not self.status:  # the response-head timer starts once the request is sent
-                    deadline = trio.current_time() + client.config.upstream_response_timeout
-                    self.head_deadline = deadline
-                    if self.waiting_scope is not None:
-                        self.waiting_scope.deadline = deadline
+                if not self.outcome.status:  # the head's deadline starts once the body is sent
+                    self.head_deadline = (
+                        now() + client.config.upstream_response_timeout
+                    )
+                    client.deadline_at(Phase.UPSTREAM, self.head_deadline)
                 return
             else:
                 raise ProtocolError(f"unexpected {event!r} in the request body")
@@ -569,24 +489,25 @@ class Exchange:
         if not up.codec.switched:
             raise UpstreamProtocolError("upstream sent 101 without a switch")
         headers = response_headers_for_client(head.headers, upgrade=True)
-        self.status = 101
-        payload = client.codec.response(101, headers, head.reason)
-        await client.send(payload)
+        self.outcome.status = 101
+        await client.send(self.codec.response(101, headers, head.reason))
         self.wrote = True
+        client.deadline_at(Phase.NONE, math.inf)  # the tunnel bounds its own writes
         tunnel = Tunnel(
-            client.stream,
-            up.stream,
-            backend=self.backend,
-            client_data=client.codec.trailing_data,
+            client.transport,
+            up.transport,
+            backend=self.backend.name,
+            client_data=self.codec.trailing_data,
             upstream_data=up.codec.trailing_data,
             send_timeout=client.config.idle_timeout,
         )
         self.tunnel = tunnel
-        self.backend.inflight.request_to_tunnel()
+        inflight = self.backend.inflight
+        inflight.request_to_tunnel(tunnel)
         client.tunnel = tunnel
         try:
             await tunnel.run()
         finally:
-            self.backend.inflight.end_tunnel()
+            inflight.end_tunnel(tunnel)
             client.tunnel = None
             up.close()

@@ -8,7 +8,15 @@ the moment the count reaches zero: drains never poll.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import trio
+
+
+class Restartable(Protocol):
+    """An open tunnel, as the drain sees it."""
+
+    def close_for_restart(self) -> None: ...
 
 
 class InFlight:
@@ -18,11 +26,11 @@ class InFlight:
     and count the request in the same atomic step of the scheduler.
     """
 
-    __slots__ = ("_changed", "_idle", "requests", "tunnels")
+    __slots__ = ("_changed", "_idle", "_open", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
-        self.tunnels = 0
+        self._open: set[Restartable] = set()  # the tunnels
         self._idle = trio.Event()
         self._idle.set()
         # Created only while someone watches the count (drain progress), so the
@@ -30,11 +38,19 @@ class InFlight:
         self._changed: trio.Event | None = None
 
     @property
+    def tunnels(self) -> int:
+        return len(self._open)
+
+    @property
+    def open_tunnels(self) -> tuple[Restartable, ...]:
+        return tuple(self._open)
+
+    @property
     def total(self) -> int:
-        return self.requests + self.tunnels
+        return self.requests + len(self._open)
 
     def begin_request(self) -> None:
-        if self.requests + self.tunnels == 0:
+        if self.requests + len(self._open) == 0:
             self._idle = trio.Event()  # a cleared Event is a new Event
         self.requests += 1
         self._notify()
@@ -45,25 +61,32 @@ class InFlight:
         self.requests -= 1
         self._after_decrement()
 
-    def request_to_tunnel(self) -> None:
-        """An in-flight request became a tunnel (101 Switching Protocols).
+    def request_to_tunnel(self, tunnel: Restartable) -> None:
+        """An in-flight request became `tunnel` (101 Switching Protocols).
 
         Moves the count in one step so the backend never looks idle in between.
         """
         if self.requests <= 0:
             raise RuntimeError("request_to_tunnel() without begin_request()")
         self.requests -= 1
-        self.tunnels += 1
+        self._open.add(tunnel)
         self._notify()
 
-    def end_tunnel(self) -> None:
-        if self.tunnels <= 0:
-            raise RuntimeError("end_tunnel() without request_to_tunnel()")
-        self.tunnels -= 1
+    def end_tunnel(self, tunnel: Restartable) -> None:
+        if tunnel not in self._open:
+            raise RuntimeError("end_tunnel() of a tunnel not counted")
+        self._open.discard(tunnel)
         self._after_decrement()
 
+    def close_tunnels(self) -> int:
+        """Ask every open tunnel to close with 1012 (service restart); returns how many."""
+        tunnels = list(self._open)
+        for tunnel in tunnels:
+            tunnel.close_for_restart()
+        return len(tunnels)
+
     def is_idle(self) -> bool:
-        return self.requests + self.tunnels == 0
+        return self.requests + len(self._open) == 0
 
     async def wait_idle(self) -> None:
         """Return as soon as nothing is in flight (at once if nothing is)."""
@@ -76,7 +99,7 @@ class InFlight:
         await self._changed.wait()
 
     def _after_decrement(self) -> None:
-        if self.requests + self.tunnels == 0:
+        if self.requests + len(self._open) == 0:
             self._idle.set()
         self._notify()
 

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from hotswap.config import Address
 from hotswap.proxy.inflight import InFlight
 from hotswap.proxy.upstream import UpstreamPool
-
-if TYPE_CHECKING:
-    from hotswap.proxy.tunnel import Tunnel
 
 
 @dataclasses.dataclass
@@ -47,8 +43,6 @@ class Backend:
         self.inflight = InFlight()
         self.stats = BackendStats()
         self.pool = UpstreamPool(address)
-        self.tunnels: set[Tunnel] = set()
-        self.retired = False
 
     def close(self) -> None:
         """Retire this backend: close its idle upstream connections at once.
@@ -56,7 +50,6 @@ class Backend:
         Connections in use finish their exchange and are then closed instead of
         being returned to the pool.
         """
-        self.retired = True
         self.pool.close()
 
     def __repr__(self) -> str:

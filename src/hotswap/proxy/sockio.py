@@ -1,33 +1,203 @@
-"""The proxy's hot-path socket I/O: trio socket calls with stream-style errors.
+"""The proxy's socket I/O: transports with stream-style errors, and upstream connects.
 
-`trio.SocketStream.send_all` / `receive_some` add a conflict detector, a
-generator-based context manager and memoryview bookkeeping to every call; on
-the request path (four socket calls per proxied request) that was a measurable
-share of the CPU. Each connection has at most one reader and one writer task
-at a time, so these thin wrappers over the same trio socket are enough; errors
-are translated as SocketStream does (OSError -> BrokenResourceError).
+trio's socket methods end every call that did not have to wait with a yield to
+the scheduler (a checkpoint, for fairness). A proxied request makes four socket
+calls, two of which (the writes) almost never wait, so those yields were a large
+share of the CPU per request. `SocketTransport` calls the non-blocking socket
+first and waits for readiness only when it would block; fairness is kept by a
+yield after a run of calls that never waited. Timeouts are not set here: the
+caller's cancel scope (one per client connection, its deadline moved per phase)
+bounds every wait. `StreamTransport` adapts any trio Stream (TLS) to the same
+interface.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import socket
+from typing import Any, Final, Protocol
+
 import trio
 
+# Calls that did not wait before a transport yields to the scheduler once.
+FAIR_RUN: Final = 16
+_CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
 
-async def send_all(sock: trio.socket.SocketType, data: bytes) -> None:
-    """Write all of `data` (waiting while the socket buffer is full)."""
+
+def _error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    if exc.errno in _CLOSED_ERRNOS:
+        return trio.ClosedResourceError("the socket was closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
+
+
+class Transport(Protocol):
+    """A connection's byte stream; `socket` is the TCP socket underneath."""
+
+    socket: socket.socket
+
+    def receive_nowait(self, max_bytes: int) -> bytes | None:
+        """What is readable now (b"" at EOF), None if a read would wait."""
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` (b"" at EOF), waiting if nothing is readable yet."""
+
+    def send_nowait(self, data: bytes) -> int:
+        """Write what fits now; how many bytes were written."""
+
+    async def send(self, data: bytes) -> None:
+        """Write all of `data`, waiting while the peer does not read."""
+
+    def close(self) -> None:
+        """Close at once (a task waiting on the socket gets ClosedResourceError)."""
+
+
+class SocketTransport:
+    """A plain TCP socket (non-blocking), on the hot path."""
+
+    __slots__ = ("_run", "socket")
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.socket = sock
+        self._run = 0  # calls in a row that did not wait
+
+    async def _fair(self) -> None:
+        self._run += 1
+        if self._run >= FAIR_RUN:
+            self._run = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def receive_nowait(self, max_bytes: int) -> bytes | None:
+        try:
+            return self.socket.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise _error(exc) from exc
+
+    async def receive(self, max_bytes: int) -> bytes:
+        sock = self.socket
+        try:
+            data = sock.recv(max_bytes)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise _error(exc) from exc
+        else:
+            await self._fair()
+            return data
+        self._run = 0
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                return sock.recv(max_bytes)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise _error(exc) from exc
+
+    def send_nowait(self, data: bytes) -> int:
+        try:
+            return self.socket.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise _error(exc) from exc
+
+    async def send(self, data: bytes) -> None:
+        sock = self.socket
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise _error(exc) from exc
+        if sent == len(data):
+            await self._fair()
+            return
+        self._run = 0
+        view = memoryview(data)
+        while sent < len(view):
+            await trio.lowlevel.wait_writable(sock)
+            try:
+                sent += sock.send(view[sent:])
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise _error(exc) from exc
+
+    def close(self) -> None:
+        sock = self.socket
+        if sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+
+class StreamTransport:
+    """Any trio Stream (e.g. trio.SSLStream) over the TCP socket `sock`."""
+
+    __slots__ = ("socket", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, sock: socket.socket) -> None:
+        self.stream = stream
+        self.socket = sock
+
+    def receive_nowait(self, max_bytes: int) -> bytes | None:
+        return None  # a stream may hold decrypted bytes the socket does not show
+
+    async def receive(self, max_bytes: int) -> bytes:
+        return bytes(await self.stream.receive_some(max_bytes))
+
+    def send_nowait(self, data: bytes) -> int:
+        return 0  # writes go through the stream (TLS records), which may wait
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    def close(self) -> None:
+        sock = self.socket
+        if sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+
+def peek_closed(sock: socket.socket) -> bool | None:
+    """True if the peer closed (EOF or error), False if it sent data, None if nothing yet."""
     try:
-        sent = await sock.send(data)
-        if sent < len(data):  # a partial write: the peer reads slower than we write
-            view = memoryview(data)
-            while sent < len(view):
-                sent += await sock.send(view[sent:])
-    except OSError as exc:
-        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return None
+    except OSError:
+        return True
 
 
-async def receive(sock: trio.socket.SocketType, max_bytes: int) -> bytes:
-    """Read up to `max_bytes`; b"" at EOF."""
+async def connect_tcp(host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket (TCP_NODELAY) to host:port.
+
+    Each address of a name is tried in turn; the caller's cancel scope bounds it all.
+    """
+    targets: list[tuple[int, Any]]
     try:
-        return await sock.recv(max_bytes)
-    except OSError as exc:
-        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        targets = [(int(info[0]), info[4]) for info in infos]
+    else:
+        targets = [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET, (host, port))]
+    error: OSError = OSError(f"no address for {host}")
+    for family, address in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await trio.socket.from_stdlib_socket(sock).connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
 from hotswap.http.websocket import FrameTracker, close_frame
-
-if TYPE_CHECKING:
-    from hotswap.proxy.routes import Backend
+from hotswap.proxy.sockio import Transport
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +32,10 @@ class Tunnel:
 
     def __init__(
         self,
-        client: trio.SocketStream,
-        upstream: trio.SocketStream,
+        client: Transport,
+        upstream: Transport,
         *,
-        backend: Backend,
+        backend: str,
         client_data: bytes = b"",
         upstream_data: bytes = b"",
         send_timeout: float = math.inf,
@@ -47,7 +45,7 @@ class Tunnel:
         # path: server.idle_timeout), so it cannot hold the tunnel count forever.
         self.send_timeout = send_timeout
         self.upstream = upstream
-        self.backend = backend
+        self.backend = backend  # its name, for the logs
         self._client_data = client_data
         self._upstream_data = upstream_data
         self._tracker = FrameTracker()  # upstream -> client frames
@@ -74,15 +72,13 @@ class Tunnel:
 
     async def run(self) -> None:
         """Copy both ways until either side closes or a restart close completes."""
-        self.backend.tunnels.add(self)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._client_to_upstream, nursery.cancel_scope)
                 await self._upstream_to_client()
                 nursery.cancel_scope.cancel()
         finally:
-            self.backend.tunnels.discard(self)
-            self.upstream.socket.close()
+            self.upstream.close()
 
     async def _client_to_upstream(self, done: trio.CancelScope) -> None:
         with trio.CancelScope() as scope:
@@ -92,14 +88,14 @@ class Tunnel:
             try:
                 if self._client_data:
                     self._client_tracker.feed(self._client_data)
-                    await self.upstream.send_all(self._client_data)
+                    await self.upstream.send(self._client_data)
                     self.bytes_up += len(self._client_data)
                 while True:
-                    data = await self.client.receive_some(TUNNEL_RECEIVE_SIZE)
+                    data = await self.client.receive(TUNNEL_RECEIVE_SIZE)
                     if not data:
                         break
                     self._client_tracker.feed(data)
-                    await self.upstream.send_all(data)
+                    await self.upstream.send(data)
                     self.bytes_up += len(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
@@ -126,7 +122,7 @@ class Tunnel:
                 with trio.CancelScope() as scope:
                     self._read_scope = scope
                     data = b""
-                    data = await self.upstream.receive_some(TUNNEL_RECEIVE_SIZE)
+                    data = await self.upstream.receive(TUNNEL_RECEIVE_SIZE)
                     if not data:
                         return  # upstream closed: the tunnel ends
                 self._read_scope = None
@@ -136,21 +132,21 @@ class Tunnel:
 
     async def _send_client(self, data: bytes) -> None:
         with trio.move_on_after(self.send_timeout):
-            await self.client.send_all(data)
+            await self.client.send(data)
             self.bytes_down += len(data)
             return
         raise trio.BrokenResourceError(f"the client read nothing for {self.send_timeout:g}s")
 
     async def _finish_restart(self) -> None:
         """Send the close frame, close the upstream, wait (bounded) for the client's close."""
-        self.upstream.socket.close()
+        self.upstream.close()
         tracker = self._client_tracker
         try:
             if not self._tracker.close_seen:  # the upstream is not closing already
                 await self._send_client(close_frame(RESTART_CLOSE_CODE))
             log.info(
                 "websocket closed for restart backend=%s code=%d",
-                self.backend.name,
+                self.backend,
                 RESTART_CLOSE_CODE,
             )
             # RFC 6455 7.1.1: the server closes TCP after the closing handshake. Read
@@ -159,7 +155,7 @@ class Tunnel:
             # close frame before the client read it.
             with trio.move_on_after(CLOSE_GRACE):
                 while not tracker.close_seen:
-                    data = await self.client.receive_some(TUNNEL_RECEIVE_SIZE)
+                    data = await self.client.receive(TUNNEL_RECEIVE_SIZE)
                     if not data:
                         break
                     tracker.feed(data)

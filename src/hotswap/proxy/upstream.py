@@ -15,12 +15,15 @@ from __future__ import annotations
 import logging
 import select
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
-import trio
-
-from hotswap.config import Address
+from hotswap.config import Address, HttpParser
 from hotswap.proxy.codec import ClientCodec
+from hotswap.proxy.codec_fast import FastClientCodec
+from hotswap.proxy.codec_h11 import H11ClientCodec
+from hotswap.proxy.sockio import SocketTransport, connect_tcp
+from hotswap.proxy.timers import now
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +32,33 @@ DEFAULT_IDLE_TIMEOUT: Final = 30.0  # seconds an idle connection may wait for re
 RECEIVE_SIZE: Final = 64 * 1024
 
 _POLL_READABLE: Final = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+_CODECS: Final[dict[HttpParser, Callable[[], ClientCodec]]] = {
+    HttpParser.FAST: FastClientCodec,
+    HttpParser.H11: H11ClientCodec,
+}
 
 
 class UpstreamConnection:
     """One TCP connection to a backend and its HTTP/1.1 client codec."""
 
-    __slots__ = ("codec", "idle_since", "pool", "reused", "stream")
+    __slots__ = ("codec", "idle_since", "pool", "reused", "transport")
 
-    def __init__(self, stream: trio.SocketStream, pool: UpstreamPool) -> None:
-        self.stream = stream
-        self.codec = ClientCodec()
+    def __init__(self, transport: SocketTransport, pool: UpstreamPool, parser: HttpParser) -> None:
+        self.transport = transport
+        self.codec = _CODECS[parser]()
         self.pool = pool
         self.reused = False  # carried an exchange before this one
         self.idle_since = 0.0
 
     def close(self) -> None:
         """Close at once (synchronous: the socket is closed, any waiter is woken)."""
-        self.stream.socket.close()
+        self.transport.close()
 
     def looks_closed(self) -> bool:
         """True when an idle connection has data or EOF to read: it must not be reused."""
         poller = select.poll()
         try:
-            poller.register(self.stream.socket.fileno(), _POLL_READABLE)
+            poller.register(self.transport.socket.fileno(), _POLL_READABLE)
         except ValueError:  # already closed
             return True
         return bool(poller.poll(0))
@@ -82,7 +89,7 @@ class UpstreamPool:
         """An idle connection ready for a request, or None (synchronous, no checkpoint)."""
         if self.closed:
             return None
-        self._expire(trio.current_time())
+        self._expire(now())
         while self._idle:
             conn = self._idle.pop()  # most recently used: the likeliest to be alive
             if conn.looks_closed():
@@ -92,11 +99,11 @@ class UpstreamPool:
             return conn
         return None
 
-    async def connect(self) -> UpstreamConnection:
+    async def connect(self, parser: HttpParser) -> UpstreamConnection:
         """Open a new connection (the caller owns the connect timeout)."""
-        stream = await trio.open_tcp_stream(self.address.host, self.address.port)
+        sock = await connect_tcp(self.address.host, self.address.port)
         self.connects += 1
-        return UpstreamConnection(stream, self)
+        return UpstreamConnection(SocketTransport(sock), self, parser)
 
     def release(self, conn: UpstreamConnection) -> None:
         """Return `conn` after a complete exchange; closes it if it cannot be reused."""
@@ -108,13 +115,13 @@ class UpstreamPool:
             conn.close()
             return
         codec.start_next_cycle()
-        now = trio.current_time()
-        self._expire(now)
+        when = now()
+        self._expire(when)
         if len(self._idle) >= self.max_idle:
             conn.close()
             return
         conn.reused = True
-        conn.idle_since = now
+        conn.idle_since = when
         self._idle.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
@@ -127,8 +134,8 @@ class UpstreamPool:
         while self._idle:
             self._idle.pop().close()
 
-    def _expire(self, now: float) -> None:
+    def _expire(self, when: float) -> None:
         idle = self._idle
-        limit = now - self.idle_timeout
+        limit = when - self.idle_timeout
         while idle and idle[0].idle_since < limit:
             idle.popleft().close()
