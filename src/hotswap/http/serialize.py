@@ -30,16 +30,18 @@ def check_field(name: bytes, value: bytes) -> None:
         raise InvalidField(f"invalid value for header {name.decode('latin-1')}: {value[:40]!r}")
 
 
-def fields(headers: Headers) -> bytes:
-    """The field lines of `headers` and the empty line that ends a head."""
-    return b"".join([name + b": " + value + b"\r\n" for name, value in headers]) + b"\r\n"
+def _join(start: bytes, headers: Headers) -> bytes:
+    # map(b": ".join, ...) builds each field line in C: half the time of a comprehension.
+    if not headers:
+        return start + b"\r\n\r\n"
+    return start + b"\r\n" + b"\r\n".join(map(b": ".join, headers)) + b"\r\n\r\n"
 
 
 def response_head(status: int, reason: bytes, headers: Headers) -> bytes:
     """An HTTP/1.1 status line and `headers` (trusted: see the module docstring)."""
-    return b"HTTP/1.1 %d %s\r\n" % (status, reason) + fields(headers)
+    return _join(b"HTTP/1.1 %d %s" % (status, reason), headers)
 
 
 def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:
     """An HTTP/1.1 request line and `headers` (trusted: see the module docstring)."""
-    return method + b" " + target + b" HTTP/1.1\r\n" + fields(headers)
+    return _join(method + b" " + target + b" HTTP/1.1", headers)
