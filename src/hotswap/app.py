@@ -35,6 +35,11 @@ def external_backend(route: ExternalRoute) -> Backend:
     return Backend(route.address, name=f"external:{route.address}")
 
 
+def route_hosts(config: Config) -> dict[str, tuple[str, ...]]:
+    """Each route's extra names (hosts), for RouteTable.set_names()."""
+    return {domain: route.hosts for domain, route in config.routes.items() if route.hosts}
+
+
 class App:
     """Holds the live state a reload or the admin API acts on."""
 
@@ -58,6 +63,7 @@ class App:
         self._watch_scope: trio.CancelScope | None = None  # the image watch, when running
         for domain, route in config.external_routes.items():
             self.routes.switch(domain, external_backend(route))
+        self.routes.set_names(route_hosts(config), config.redirects)
 
     def server_config(self) -> ServerConfig:
         """The current [server] settings; read per connection so reloads apply."""
@@ -95,6 +101,9 @@ class App:
             changes.append("docker settings changed: they apply at the next restart")
         self.config = new
         self.deployer.update_config(new)
+        if route_hosts(new) != route_hosts(old) or new.redirects != old.redirects:
+            self.routes.set_names(route_hosts(new), new.redirects)
+            changes.append("names (routes' hosts, redirects) updated")
         nursery = self._nursery
         assert nursery is not None
         if new.deploy.watch_images and self._watch_scope is None:
@@ -135,7 +144,7 @@ class App:
             if before is None:
                 changes.append(f"route {domain} added: deploying {route.image}")
                 self.deployer.start_deploy(domain, reason="reload")
-            elif before != route:
+            elif before.container_settings() != route.container_settings():
                 changes.append(f"route {domain} changed: deploying {route.image}")
                 self.deployer.start_deploy(domain, force=True, reason="reload")
         for domain in old.routes.keys() - new.routes.keys() - new.external_routes.keys():

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Final
 from hotswap.http.host import BadHost, request_host
 from hotswap.proxy.codec import MAX_REQUEST_HEAD_SIZE, RequestHead
 from hotswap.proxy.exchange import BodyTooLarge, ClientGone, Exchange, UpstreamBroken
+from hotswap.proxy.routes import Backend
+from hotswap.proxy.unrouted import answer_unrouted
 
 if TYPE_CHECKING:
     from hotswap.proxy.server import ClientConnection
@@ -109,12 +111,9 @@ async def forward(client: ClientConnection, request: RequestHead) -> None:
         )
         return
     backend = client.routes.acquire(host)  # resolves and counts in flight: no checkpoint
-    if backend is None:
-        # A body not read: the connection closes after the answer, and says so.
-        detail = f"no route for host {host}"
-        await _answer(
-            client, request, host, 404, detail, started=started, close=chunked or bool(length)
-        )
+    if not isinstance(backend, Backend):  # issue 11: a redirect, a down container or no route
+        close = chunked or bool(length)  # a body not read: the connection closes after
+        await answer_unrouted(client, request, host, backend, started=started, close=close)
         return
     exchange = Exchange(client, request, backend, host, length, chunked, expect)
     try:
@@ -129,6 +128,6 @@ async def forward(client: ClientConnection, request: RequestHead) -> None:
             started,
             backend.name,
             exchange.sent,
-            domain=host,
+            domain=backend.route,  # issue 11: the route key, not the host (wildcards)
             connect_error=exchange.connect_error,
         )
