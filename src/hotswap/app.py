@@ -2,6 +2,7 @@
 
     root nursery
     ├── docker events task        (runtime.run)
+    ├── restart watch             (routes follow their containers across Docker's restarts)
     ├── deployer                  (deploy nursery: one task per deploy)
     ├── proxy server              (handler nursery: one task per client connection)
     ├── admin server              (handler nursery: one task per admin connection)
@@ -45,15 +46,23 @@ class App:
 
     def __init__(self, config: Config) -> None:
         from hotswap.deploy.deployer import Deployer
+        from hotswap.deploy.restarts import RestartWatch
         from hotswap.runtime.docker import DockerRuntime
 
         self.config = config
+        self.metrics = Metrics()
         self.routes = RouteTable()
         self.runtime = DockerRuntime(config.docker)
         self.deployer = Deployer(config, self.runtime, self.routes)
+        self.restarts = RestartWatch(
+            self.runtime,
+            self.routes,
+            known=self.deployer.container,
+            on_info=self.deployer.observe_container,
+            on_restart=self.metrics.observe_restart,
+        )
         self.proxy: object | None = None  # ProxyServer once started
         self.admin_port: int | None = None
-        self.metrics = Metrics()
         self.deployer.on_result = self._observe_deploy
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -187,10 +196,13 @@ class App:
             # containers are adopted first, so no request meets a 404 while hotswap
             # restarts (the extra containers and the missing routes come after).
             await nursery.start(self.runtime.run)
+            # Subscribed before the adoption, so no exit of an adopted container is missed.
+            await nursery.start(self.restarts.run)
             plan = await self.deployer.adopt()
         else:
             # External routes only: serve at once, whether or not Docker answers.
             nursery.start_soon(self.runtime.run)
+            await nursery.start(self.restarts.run)
         await nursery.start(self.deployer.run)
         self.proxy = await nursery.start(
             functools.partial(serve_proxy, observe=self.metrics.observe_request),

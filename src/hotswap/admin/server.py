@@ -35,7 +35,7 @@ from hotswap.admin.router import (
     json_bytes,
     parse_json_object,
 )
-from hotswap.admin.status import build_status, in_flight_samples
+from hotswap.admin.status import build_status, in_flight_samples, up_samples
 from hotswap.config import Config
 from hotswap.errors import ConfigError, HotswapError
 from hotswap.http.pages import reason
@@ -360,7 +360,9 @@ async def _metrics(
     conn: AdminConnection, request: h11.Request, params: Mapping[str, str], body: bytes
 ) -> None:
     app = conn.app
-    text = app_metrics(app).render(in_flight_samples(app.routes), _open_connections(app))
+    text = app_metrics(app).render(
+        in_flight_samples(app.routes), _open_connections(app), up_samples(app.routes)
+    )
     await conn.send_body(200, METRICS_CONTENT_TYPE, text)
 
 
