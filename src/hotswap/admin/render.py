@@ -239,7 +239,14 @@ def status_rows(document: Mapping[str, Any], now: float) -> list[list[str]]:
 
 
 STATUS_HEADERS = (
-    "DOMAIN", "IMAGE", "CONTAINER", "STATE", "IN FLIGHT", "RESTARTS", "REQUESTS", "LAST DEPLOY"
+    "DOMAIN",
+    "IMAGE",
+    "CONTAINER",
+    "STATE",
+    "IN FLIGHT",
+    "RESTARTS",
+    "REQUESTS",
+    "LAST DEPLOY",
 )
 
 

@@ -170,7 +170,10 @@ class DeployRun:
         return await self.runtime.create(spec)
 
     def _spec(
-        self, env: dict[str, str], image: ImageInfo | None, port: int | None,
+        self,
+        env: dict[str, str],
+        image: ImageInfo | None,
+        port: int | None,
         labels: dict[str, str],
     ) -> ContainerSpec:
         network_mode = self.config.docker.network_mode

@@ -211,6 +211,11 @@ class RouteTable:
         """The routes whose current backend is the container `container_id`."""
         return [(d, b) for d, b in self._routes.items() if b.container_id == container_id]
 
+    def next_change(self) -> trio.Event:
+        """An Event set at the next switch, removal, state change or names update (take it
+        before looking at the table, and no change can slip by unseen)."""
+        return self._changed
+
     async def wait_changed(self) -> None:
         """Return at the next switch, removal, state change or names update."""
         await self._changed.wait()
