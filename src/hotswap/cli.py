@@ -302,7 +302,6 @@ def register_logs(commands: Commands) -> None:
     parser.add_argument(
         "--since",
         metavar="DURATION",
-        default="",
         type=_duration_text,
         help='only lines from the last DURATION, e.g. "10m"',
     )
@@ -329,7 +328,7 @@ def _logs(args: argparse.Namespace) -> int:
     """Log lines to stdout as they come; where the stream moves to another container, a
     note to stderr. With --follow the stream only ends when the server stops."""
     events = admin_client(args).logs(
-        args.route, follow=args.follow, tail=args.tail, since=args.since
+        args.route, follow=args.follow, tail=args.tail, since=args.since or ""
     )
     containers = 0
     for event in events:

@@ -375,18 +375,19 @@ class DockerRuntime:
         send, receive = trio.open_memory_channel[LogLine](LOG_BUFFER)
 
         def pump() -> None:
-            with send:
-                try:
-                    for line in _lines(stream):
-                        trio.from_thread.run(send.send, log_line(line))
-                except trio.BrokenResourceError:
-                    pass  # the reader left
+            try:
+                for line in _lines(stream):
+                    trio.from_thread.run(send.send, log_line(line))
+            except trio.BrokenResourceError:
+                pass  # the reader left
 
         async def run_pump() -> None:
             try:
                 await trio.to_thread.run_sync(pump, limiter=self._log_limiter)
             except _SDK_ERRORS as exc:
                 raise ContainerRuntimeError(f"{what}: {_explain(exc)}") from exc
+            finally:
+                send.close()  # on the Trio thread: channels are not thread-safe
 
         try:
             async with trio.open_nursery() as nursery:
