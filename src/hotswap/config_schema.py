@@ -119,14 +119,17 @@ DEPLOY_KEYS: tuple[KeySpec, ...] = (
             "Time a new container has to become healthy (docker-health and http readiness).",
             _D, positive=True),
     KeySpec("deploy.readiness_delay", Kind.DURATION, "5s",
-            "How long a new container must be running to count as ready (delay readiness).", _D),
+            "How long a new container must run without exiting to count as ready (delay "
+            'readiness; an exit fails the deploy at once); "0s" = ready as soon as Docker '
+            "reports it running.", _D),
     KeySpec("deploy.drain_mode", Kind.CHOICE, "auto",
             "How the old container is drained after the switch: auto / inflight (wait until "
             "no request is in flight, at most drain_timeout) or delay (wait drain_delay).",
             _D, choices=("auto", "inflight", "delay")),
     KeySpec("deploy.drain_timeout", Kind.DURATION, "30s",
             "Longest wait for in-flight requests on the old container; then a warning is "
-            "logged and the deploy continues.", _D),
+            'logged and the deploy continues ("0s" = no wait: the old container is stopped '
+            "right after the switch and stabilization, stop_timeout letting it finish).", _D),
     KeySpec("deploy.drain_delay", Kind.DURATION, "2s",
             'Fixed wait of the delay drain mode ("0s" = none).', _D),
     KeySpec("deploy.stop_timeout", Kind.DURATION, "10s",
