@@ -25,6 +25,7 @@ from hotswap.config import (
     NetworkMode,
     PullPolicy,
     ReadinessMode,
+    RestartPolicy,
     Route,
     ServerConfig,
     WebSocketDrain,
@@ -562,6 +563,7 @@ def test_schema_choices_are_the_enumerations() -> None:
         "deploy.websocket_drain": WebSocketDrain,
         "server.http_parser": HttpParser,
         "server.access_log": AccessLogFormat,
+        "routes.<domain>.restart": RestartPolicy,
     }
     choices = {spec.name: spec.choices for spec in SCHEMA if spec.kind is Kind.CHOICE}
     assert choices == {name: tuple(member.value for member in enum) for name, enum in
@@ -579,12 +581,14 @@ def test_example_config_loads() -> None:
     assert set(config.routes) == {"app.example.com", "api.example.com"}
     assert config.routes["api.example.com"].env == {"RAILS_ENV": "production"}
     assert set(config.external_routes) == {"legacy.example.com"}
-    assert dataclasses.replace(config, routes={}, external_routes={}) == Config(path=EXAMPLE)
+    assert config.redirects == {"old.example.com": "https://app.example.com"}
+    empty = dataclasses.replace(config, routes={}, external_routes={}, redirects={})
+    assert empty == Config(path=EXAMPLE)
 
 
 def test_example_config_mentions_every_key() -> None:
     text = EXAMPLE.read_text()
-    for section in ("server", "docker", "deploy", "routes", "external_routes"):
+    for section in ("server", "docker", "deploy", "routes", "external_routes", "redirects"):
         assert f"[{section}]" in text, section
     for spec in SCHEMA:
         if spec.leaf != "<domain>":

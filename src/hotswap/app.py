@@ -2,6 +2,7 @@
 
     root nursery
     ├── docker events task        (runtime.run)
+    ├── restart watch             (routes follow their containers across Docker's restarts)
     ├── deployer                  (deploy nursery: one task per deploy)
     ├── proxy server              (handler nursery: one task per client connection)
     ├── admin server              (handler nursery: one task per admin connection)
@@ -35,20 +36,33 @@ def external_backend(route: ExternalRoute) -> Backend:
     return Backend(route.address, name=f"external:{route.address}")
 
 
+def route_hosts(config: Config) -> dict[str, tuple[str, ...]]:
+    """Each route's extra names (hosts), for RouteTable.set_names()."""
+    return {domain: route.hosts for domain, route in config.routes.items() if route.hosts}
+
+
 class App:
     """Holds the live state a reload or the admin API acts on."""
 
     def __init__(self, config: Config) -> None:
         from hotswap.deploy.deployer import Deployer
+        from hotswap.deploy.restarts import RestartWatch
         from hotswap.runtime.docker import DockerRuntime
 
         self.config = config
+        self.metrics = Metrics()
         self.routes = RouteTable()
         self.runtime = DockerRuntime(config.docker)
         self.deployer = Deployer(config, self.runtime, self.routes)
+        self.restarts = RestartWatch(
+            self.runtime,
+            self.routes,
+            known=self.deployer.container,
+            on_info=self.deployer.observe_container,
+            on_restart=self.metrics.observe_restart,
+        )
         self.proxy: object | None = None  # ProxyServer once started
         self.admin_port: int | None = None
-        self.metrics = Metrics()
         self.deployer.on_result = self._observe_deploy
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -58,6 +72,7 @@ class App:
         self._watch_scope: trio.CancelScope | None = None  # the image watch, when running
         for domain, route in config.external_routes.items():
             self.routes.switch(domain, external_backend(route))
+        self.routes.set_names(route_hosts(config), config.redirects)
 
     def server_config(self) -> ServerConfig:
         """The current [server] settings; read per connection so reloads apply."""
@@ -95,6 +110,9 @@ class App:
             changes.append("docker settings changed: they apply at the next restart")
         self.config = new
         self.deployer.update_config(new)
+        if route_hosts(new) != route_hosts(old) or new.redirects != old.redirects:
+            self.routes.set_names(route_hosts(new), new.redirects)
+            changes.append("names (routes' hosts, redirects) updated")
         nursery = self._nursery
         assert nursery is not None
         if new.deploy.watch_images and self._watch_scope is None:
@@ -135,7 +153,7 @@ class App:
             if before is None:
                 changes.append(f"route {domain} added: deploying {route.image}")
                 self.deployer.start_deploy(domain, reason="reload")
-            elif before != route:
+            elif before.container_settings() != route.container_settings():
                 changes.append(f"route {domain} changed: deploying {route.image}")
                 self.deployer.start_deploy(domain, force=True, reason="reload")
         for domain in old.routes.keys() - new.routes.keys() - new.external_routes.keys():
@@ -178,10 +196,13 @@ class App:
             # containers are adopted first, so no request meets a 404 while hotswap
             # restarts (the extra containers and the missing routes come after).
             await nursery.start(self.runtime.run)
+            # Subscribed before the adoption, so no exit of an adopted container is missed.
+            await nursery.start(self.restarts.run)
             plan = await self.deployer.adopt()
         else:
             # External routes only: serve at once, whether or not Docker answers.
             nursery.start_soon(self.runtime.run)
+            await nursery.start(self.restarts.run)
         await nursery.start(self.deployer.run)
         self.proxy = await nursery.start(
             functools.partial(serve_proxy, observe=self.metrics.observe_request),

@@ -288,6 +288,69 @@ def _reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_logs(commands: Commands) -> None:
+    summary = "show a route's container logs through the running server"
+    parser = add_command(commands, "logs", summary)
+    parser.add_argument("route", metavar="ROUTE")
+    parser.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing new lines, following the route across deploys and restarts",
+    )
+    parser.add_argument("--tail", type=_line_count, metavar="N", help="only the last N lines")
+    parser.add_argument(
+        "--since",
+        metavar="DURATION",
+        type=_duration_text,
+        help='only lines from the last DURATION, e.g. "10m"',
+    )
+    parser.set_defaults(handler=_logs)
+
+
+def _line_count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of lines, got {text!r}")
+    return int(text)
+
+
+def _duration_text(text: str) -> str:
+    from hotswap.units import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _logs(args: argparse.Namespace) -> int:
+    """Log lines to stdout as they come; where the stream moves to another container, a
+    note to stderr. With --follow the stream only ends when the server stops."""
+    events = admin_client(args).logs(
+        args.route, follow=args.follow, tail=args.tail, since=args.since or ""
+    )
+    containers = 0
+    for event in events:
+        kind = event.get("event")
+        if kind == "container":
+            containers += 1
+            if containers > 1:
+                print(
+                    f"hotswap: now {event.get('container')} ({event.get('image')})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        elif kind == "error":
+            raise HotswapError(str(event.get("error")))
+        elif "line" in event:
+            sys.stdout.write(f"{event['line']}\n")
+            sys.stdout.flush()
+    if args.follow:
+        raise HotswapError("the server ended the log stream (is hotswap stopping?)")
+    return 0
+
+
 COMMANDS: list[Callable[[Commands], None]] = [
     register_serve,
     register_config,
@@ -295,4 +358,5 @@ COMMANDS: list[Callable[[Commands], None]] = [
     register_rollback,
     register_status,
     register_reload,
+    register_logs,
 ]

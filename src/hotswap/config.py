@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hotswap import config_apps as apps
 from hotswap.addresses import is_loopback, normalize_domain
 from hotswap.config_schema import (
     EXTERNAL_ROUTE_KEYS,
@@ -81,6 +82,13 @@ class AccessLogFormat(enum.StrEnum):
     JSON = "json"
     COMBINED = "combined"
     OFF = "off"
+class RestartPolicy(enum.StrEnum):
+    """Docker's restart policy of the app containers."""
+
+    NO = "no"
+    ON_FAILURE = "on-failure"
+    UNLESS_STOPPED = "unless-stopped"
+    ALWAYS = "always"
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,22 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class Volume:
+    """A named volume ("app-data") or a bind mount (an absolute host path) at `target`."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_bind(self) -> bool:
+        return self.source.startswith("/")
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.target}" + (":ro" if self.read_only else "")
+
+
+@dataclass(frozen=True)
 class Route:
     """A domain served by a container that hotswap deploys."""
 
@@ -143,6 +167,19 @@ class Route:
     env: Mapping[str, str] = field(default_factory=dict)
     health_path: str = "/up"
     health_host: str = ""  # Host header of the health request; "" = the domain
+    hosts: tuple[str, ...] = ()  # more names (exact or "*.example.com") for this container
+    env_file: str = ""  # absolute path; read at each deploy; env wins over it
+    volumes: tuple[Volume, ...] = ()
+    networks: tuple[str, ...] = ()  # user-defined networks to join (bridge mode)
+    command: tuple[str, ...] = ()  # overrides the image's CMD when not empty
+    user: str = ""  # overrides the image's USER when set
+    memory: int = 0  # bytes; 0 = no limit
+    cpus: float = 0.0  # 0 = no limit
+    restart: RestartPolicy = RestartPolicy.UNLESS_STOPPED
+
+    def container_settings(self) -> Route:
+        """The route without what the proxy alone uses (its names): what a deploy runs."""
+        return replace(self, hosts=())
 
 
 @dataclass(frozen=True)
@@ -161,6 +198,7 @@ class Config:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     routes: Mapping[str, Route] = field(default_factory=dict)
     external_routes: Mapping[str, ExternalRoute] = field(default_factory=dict)
+    redirects: Mapping[str, str] = field(default_factory=dict)  # name -> origin (308)
 
 
 # The loader. Value checks live in config_values.py, the key table in config_schema.py.
@@ -176,6 +214,7 @@ _CHOICE_TYPES: dict[str, type[enum.StrEnum]] = {
     "deploy.websocket_drain": WebSocketDrain,
     "server.http_parser": HttpParser,
     "server.access_log": AccessLogFormat,
+    "routes.<domain>.restart": RestartPolicy,
 }
 _SECTION_SPECS = {spec.name: spec for keys in SECTION_KEYS.values() for spec in keys}
 _ROUTE_SPECS = {spec.leaf: spec for spec in ROUTE_KEYS[1:]}
@@ -228,21 +267,32 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         else:
             tables[name] = value
     server = ServerConfig(**_parse_section("server", tables.get("server", {}), report))
-    docker = DockerConfig(**_parse_section("docker", tables.get("docker", {}), report))
+    docker = _parse_section("docker", tables.get("docker", {}), report)
     deploy = DeployConfig(**_parse_section("deploy", tables.get("deploy", {}), report))
     seen: dict[str, str] = {}  # domain -> key path that defined it first
-    routes = _parse_routes(tables.get("routes", {}), seen, report)
+    routes = _parse_routes(tables.get("routes", {}), seen, report, path.parent)
     external = _parse_external_routes(tables.get("external_routes", {}), seen, report)
+    redirects = _parse_redirects(tables.get("redirects", {}), report)
+    _check_names(routes, redirects, seen, report)
+    if docker.get("network_mode") is NetworkMode.HOST:
+        for domain, route in routes.items():
+            if route.networks:
+                report(
+                    f"routes.{key_part(domain)}.networks",
+                    'needs docker.network_mode = "bridge": a container on the host network '
+                    "cannot join other networks",
+                )
     server = _check_admin(server, path, report)
     if problems:
         raise ConfigError(problems)
     return Config(
         path=path,
         server=server,
-        docker=docker,
+        docker=DockerConfig(**docker),
         deploy=deploy,
         routes=routes,
         external_routes=external,
+        redirects=redirects,
     )
 
 
@@ -298,7 +348,7 @@ def _convert(spec: KeySpec, raw: object, key: str, report: Report) -> Any:
 
 
 def _parse_routes(
-    table: Mapping[str, Any], seen: dict[str, str], report: Report
+    table: Mapping[str, Any], seen: dict[str, str], report: Report, base: Path
 ) -> dict[str, Route]:
     routes: dict[str, Route] = {}
     for raw_domain, value in table.items():
@@ -310,7 +360,7 @@ def _parse_routes(
         if isinstance(value, str):
             image = check_image(value, key, report)
         elif isinstance(value, dict):
-            image, fields = _parse_route_table(value, key, report)
+            image, fields = _parse_route_table(value, key, report, base)
         else:
             report(key, f"expected an image reference or a table, got {describe(value)}")
             continue
@@ -320,7 +370,7 @@ def _parse_routes(
 
 
 def _parse_route_table(
-    table: Mapping[str, Any], route_key: str, report: Report
+    table: Mapping[str, Any], route_key: str, report: Report, base: Path
 ) -> tuple[str | None, dict[str, Any]]:
     image: str | None = None
     fields: dict[str, Any] = {}
@@ -338,6 +388,10 @@ def _parse_route_table(
                 report(key, f"expected a port number 1-65535, got {describe(raw)}")
         elif leaf == "env":
             fields["env"] = parse_env(raw, key, report)
+        elif leaf in ("restart", "env_file") or leaf in apps.ROUTE_PARSERS:
+            value = _parse_app_key(leaf, raw, key, report, base)
+            if value is not apps.INVALID:
+                fields[leaf] = value
         elif not isinstance(raw, str):
             report(key, f"expected a string, got {describe(raw)}")
         elif leaf == "image":
@@ -349,6 +403,50 @@ def _parse_route_table(
         else:
             fields[leaf] = raw
     return image, fields
+
+
+def _parse_app_key(leaf: str, raw: object, key: str, report: Report, base: Path) -> Any:
+    """A key of config_apps (hosts, volumes, ..., restart); apps.INVALID after a report."""
+    if leaf == "env_file":
+        return apps.parse_env_file(raw, key, report, base)
+    if leaf == "restart":
+        value = _convert(_ROUTE_SPECS["restart"], raw, key, report)
+        return apps.INVALID if value is _INVALID else value
+    value = apps.ROUTE_PARSERS[leaf](raw, key, report)
+    if leaf == "volumes" and value is not apps.INVALID:
+        return tuple(Volume(*volume) for volume in value)  # type: ignore[attr-defined]
+    return value
+
+
+def _parse_redirects(table: Mapping[str, Any], report: Report) -> dict[str, str]:
+    redirects: dict[str, str] = {}
+    for raw_name, value in table.items():
+        key = f"redirects.{key_part(raw_name)}"
+        if unquoted_domain(raw_name, value, key, report):
+            continue
+        try:
+            name = apps.normalize_name(raw_name)
+        except ValueError as exc:
+            report(key, str(exc))
+            continue
+        target = apps.parse_redirect_target(value, key, report)
+        if isinstance(target, str) and apps.check_redirect_loop(name, target, key, report):
+            redirects[name] = target
+    return redirects
+
+
+def _check_names(
+    routes: Mapping[str, Route], redirects: Mapping[str, str], seen: dict[str, str],
+    report: Report,
+) -> None:
+    """A name (a route's domain or host, an external route, a redirect) belongs to one route."""
+    names = [
+        (name, f"routes.{key_part(domain)}.hosts[{index}]")
+        for domain, route in routes.items()
+        for index, name in enumerate(route.hosts)
+    ]
+    names += [(name, f"redirects.{key_part(name)}") for name in redirects]
+    apps.check_names(names, report, seen)
 
 
 def _parse_external_routes(

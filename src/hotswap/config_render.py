@@ -15,6 +15,7 @@ import tomli_w
 from hotswap.config import Config, Route
 from hotswap.config_schema import (
     EXTERNAL_ROUTE_KEYS,
+    REDIRECT_KEYS,
     ROUTE_KEYS,
     SECTION_KEYS,
     KeySpec,
@@ -46,10 +47,23 @@ _ROUTES = """\
 # env = { RAILS_ENV = "production" }    # values are strings
 # health_path = "/up"                   # used by deploy.readiness_mode = "http"
 # health_host = ""                      # Host header of the health request ("" = the domain)
+# hosts = ["www.api.example.com", "*.api.example.com"]   # more names for this container
+# env_file = "/etc/hotswap/api.env"     # KEY=VALUE lines, read at each deploy; env wins
+# volumes = ["api-data:/data", "/srv/uploads:/uploads:ro"]   # bind-mount paths are absolute
+# networks = ["backend"]                # user-defined networks to join (bridge mode only)
+# command = []                          # overrides the image's CMD when not empty
+# user = ""                             # overrides the image's USER when set
+# memory = ""                           # e.g. "512MB"; "" = no limit
+# cpus = 0                              # e.g. 1.5; 0 = no limit
+# restart = "unless-stopped"            # no | on-failure | unless-stopped | always
 """
 
 _EXTERNAL_ROUTES = """\
 # "legacy.example.com" = "127.0.0.1:9000"
+"""
+
+_REDIRECTS = """\
+# "old.example.com" = "https://app.example.com"
 """
 
 
@@ -89,6 +103,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     data["external_routes"] = {
         domain: str(route.address) for domain, route in config.external_routes.items()
     }
+    data["redirects"] = dict(config.redirects)
     return data
 
 
@@ -105,6 +120,25 @@ def _route_to_toml(route: Route) -> str | dict[str, Any]:
         table["health_path"] = route.health_path
     if route.health_host != defaults.health_host:
         table["health_host"] = route.health_host
+    table.update(_app_keys(route, defaults))
+    return table
+
+
+def _app_keys(route: Route, defaults: Route) -> dict[str, Any]:
+    """The keys of config_apps that differ from their defaults, as TOML data."""
+    table: dict[str, Any] = {}
+    for name in ("hosts", "networks", "command"):
+        if getattr(route, name):
+            table[name] = list(getattr(route, name))
+    if route.volumes:
+        table["volumes"] = [str(volume) for volume in route.volumes]
+    for name in ("env_file", "user", "cpus"):
+        if getattr(route, name) != getattr(defaults, name):
+            table[name] = getattr(route, name)
+    if route.memory:
+        table["memory"] = format_size(route.memory)
+    if route.restart is not defaults.restart:
+        table["restart"] = str(route.restart)
     return table
 
 
@@ -124,6 +158,9 @@ def render_default_config() -> str:
     parts.append("\n[external_routes]\n")
     parts.append(_comment(EXTERNAL_ROUTE_KEYS[0]))
     parts.append(_EXTERNAL_ROUTES)
+    parts.append("\n[redirects]\n")
+    parts.append(_comment(REDIRECT_KEYS[0]))
+    parts.append(_REDIRECTS)
     return "".join(parts)
 
 

@@ -29,6 +29,11 @@ class Kind(enum.StrEnum):
     URL_PATH = "URL path"
     ENV = "table of strings"
     ROUTE = "image reference or table"
+    NAMES = "array of names"  # host names or "*.example.com"
+    STRINGS = "array of strings"
+    VOLUMES = "array of volumes"
+    NUMBER = "number"
+    ORIGIN = "URL origin"
 
 
 class Effect(enum.StrEnum):
@@ -126,14 +131,17 @@ DEPLOY_KEYS: tuple[KeySpec, ...] = (
             "Time a new container has to become healthy (docker-health and http readiness).",
             _D, positive=True),
     KeySpec("deploy.readiness_delay", Kind.DURATION, "5s",
-            "How long a new container must be running to count as ready (delay readiness).", _D),
+            "How long a new container must run without exiting to count as ready (delay "
+            'readiness; an exit fails the deploy at once); "0s" = ready as soon as Docker '
+            "reports it running.", _D),
     KeySpec("deploy.drain_mode", Kind.CHOICE, "auto",
             "How the old container is drained after the switch: auto / inflight (wait until "
             "no request is in flight, at most drain_timeout) or delay (wait drain_delay).",
             _D, choices=("auto", "inflight", "delay")),
     KeySpec("deploy.drain_timeout", Kind.DURATION, "30s",
             "Longest wait for in-flight requests on the old container; then a warning is "
-            "logged and the deploy continues.", _D),
+            'logged and the deploy continues ("0s" = no wait: the old container is stopped '
+            "right after the switch and stabilization, stop_timeout letting it finish).", _D),
     KeySpec("deploy.drain_delay", Kind.DURATION, "2s",
             'Fixed wait of the delay drain mode ("0s" = none).', _D),
     KeySpec("deploy.stop_timeout", Kind.DURATION, "10s",
@@ -164,11 +172,43 @@ ROUTE_KEYS: tuple[KeySpec, ...] = (
             'Path requested by readiness_mode "http".', _D),
     KeySpec("routes.<domain>.health_host", Kind.STRING, "",
             'Host header of the health request ("" = the domain).', _D),
+    KeySpec("routes.<domain>.hosts", Kind.NAMES, [],
+            'More names served by this container: exact names ("www.example.com") or '
+            'wildcards ("*.example.com": one more label); an exact name wins over a wildcard, '
+            "and a name belongs to one route.", _R),
+    KeySpec("routes.<domain>.env_file", Kind.PATH, "",
+            "File of KEY=VALUE lines (docker's env-file syntax) read at each deploy "
+            "(relative to the config file); env wins over it; values are never logged or "
+            "shown.", _D),
+    KeySpec("routes.<domain>.volumes", Kind.VOLUMES, [],
+            'Named volumes and bind mounts: "app-data:/data", "/srv/uploads:/uploads:ro" '
+            "(bind-mount paths are absolute and must exist).", _D),
+    KeySpec("routes.<domain>.networks", Kind.STRINGS, [],
+            "User-defined Docker networks the container joins (they must exist); needs "
+            'docker.network_mode = "bridge".', _D),
+    KeySpec("routes.<domain>.command", Kind.STRINGS, [],
+            "Overrides the image's CMD when not empty, e.g. [\"bin/rails\", \"server\"].", _D),
+    KeySpec("routes.<domain>.user", Kind.STRING, "",
+            'Overrides the image\'s USER when set: "1000", "app" or "1000:1000".', _D),
+    KeySpec("routes.<domain>.memory", Kind.SIZE, "",
+            'Memory limit of the container, e.g. "512MB" ("" = none; at least 6MiB).', _D),
+    KeySpec("routes.<domain>.cpus", Kind.NUMBER, 0,
+            "CPU limit of the container, e.g. 1.5 (0 = none).", _D),
+    KeySpec("routes.<domain>.restart", Kind.CHOICE, "unless-stopped",
+            "Docker restart policy of the app container; hotswap routes to it again by itself "
+            "once it runs again, and answers 502 at once while it is down.", _D,
+            choices=("no", "on-failure", "unless-stopped", "always")),
 )
 
 EXTERNAL_ROUTE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("external_routes.<domain>", Kind.ADDRESS, None,
             'A domain served by a fixed "host:port" that hotswap does not manage.', _R),
+)
+
+REDIRECT_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("redirects.<domain>", Kind.ORIGIN, None,
+            'A name (or "*.example.com") answered with 308 to an origin such as '
+            '"https://app.example.com", the request\'s path and query kept.', _R),
 )
 
 SECTION_KEYS: dict[str, tuple[KeySpec, ...]] = {
@@ -177,6 +217,8 @@ SECTION_KEYS: dict[str, tuple[KeySpec, ...]] = {
     "deploy": DEPLOY_KEYS,
 }
 SCHEMA: tuple[KeySpec, ...] = (
-    *SERVER_KEYS, *DOCKER_KEYS, *DEPLOY_KEYS, *ROUTE_KEYS, *EXTERNAL_ROUTE_KEYS
+    *SERVER_KEYS, *DOCKER_KEYS, *DEPLOY_KEYS, *ROUTE_KEYS, *EXTERNAL_ROUTE_KEYS, *REDIRECT_KEYS
 )
-SECTIONS: tuple[str, ...] = ("server", "docker", "deploy", "routes", "external_routes")
+SECTIONS: tuple[str, ...] = (
+    "server", "docker", "deploy", "routes", "external_routes", "redirects"
+)

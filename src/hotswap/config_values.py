@@ -139,7 +139,8 @@ def unquoted_domain(raw: str, value: object, key: str, report: Report) -> bool:
     parts = [raw]
     while isinstance(value, dict) and len(value) == 1 and "image" not in value:
         ((part, value),) = value.items()
-        if closest(part, _ROUTE_LEAVES) is not None:  # a (misspelt) route key
+        # A (misspelt) route key; stricter than closest(), which takes "com" for "command".
+        if difflib.get_close_matches(part, _ROUTE_LEAVES, n=1, cutoff=0.7):
             return False
         parts.append(part)
     if "." in raw or len(parts) == 1 or not isinstance(value, str | dict):

@@ -145,6 +145,20 @@ class Metrics:
             buckets=DRAIN_BUCKETS,
             registry=r,
         )
+        self.container_restarts = Counter(
+            "hotswap_container_restarts",
+            "Times a route's container ran again after it exited (Docker's restart policy), "
+            "by domain.",
+            ["domain"],
+            registry=r,
+        )
+        self.backend_up = Gauge(
+            "hotswap_backend_up",
+            "1 while the current backend of each domain takes requests, 0 while its container "
+            "is down (requests get 502 at once).",
+            ["domain"],
+            registry=r,
+        )
         info = Gauge("hotswap_build_info", "Always 1; the version label.", ["version"], registry=r)
         info.labels(version=__version__).set(1)
         self._gauge_domains: set[str] = set()
@@ -175,6 +189,10 @@ class Metrics:
         self.deploys.labels(domain=domain, result=result).inc()
         self.deploy_duration.labels(result=result).observe(duration)
 
+    def observe_restart(self, domain: str) -> None:
+        """Record that `domain`'s container runs again after it exited."""
+        self.container_restarts.labels(domain=domain).inc()
+
     def observe_drain(self, duration: float) -> None:
         """Record how long the old container took to drain after a switch."""
         self.drain_duration.observe(duration)
@@ -185,19 +203,27 @@ class Metrics:
         self,
         in_flight: Iterable[tuple[str, int, int]] = (),
         open_connections: int = 0,
+        up: Iterable[tuple[str, bool]] = (),
     ) -> bytes:
         """The text exposition, after setting the live gauges.
 
-        `in_flight`: (domain, requests, tunnels) for each routed domain right now.
+        `in_flight`: (domain, requests, tunnels) for each routed domain right now;
+        `up`: (domain, whether its backend takes requests) for each routed domain.
         """
         seen: set[str] = set()
         for domain, requests, tunnels in in_flight:
             self.in_flight.labels(domain=domain).set(requests)
             self.tunnels.labels(domain=domain).set(tunnels)
             seen.add(domain)
+        for domain, is_up in up:
+            self.backend_up.labels(domain=domain).set(1 if is_up else 0)
+            seen.add(domain)
         for gone in self._gauge_domains - seen:  # a removed route stops being reported
-            self.in_flight.remove(gone)
-            self.tunnels.remove(gone)
+            for gauge in (self.in_flight, self.tunnels, self.backend_up):
+                try:
+                    gauge.remove(gone)
+                except KeyError:
+                    pass
         self._gauge_domains = seen
         self.open_connections.set(open_connections)
         return generate_latest(self.registry)

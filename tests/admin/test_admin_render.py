@@ -190,6 +190,7 @@ def test_the_status_table_has_a_row_per_domain_with_every_column() -> None:
         "STATE",
         "IN",
         "FLIGHT",
+        "RESTARTS",
         "REQUESTS",
         "LAST",
         "DEPLOY",
@@ -200,6 +201,34 @@ def test_the_status_table_has_a_row_per_domain_with_every_column() -> None:
     assert lines[1].endswith("done 5m ago (4.2s)")
     assert lines[2].split()[:4] == ["legacy.example.com", "→", "127.0.0.1:9000", "-"]
     assert "hotswap-old-com-1" in out
+
+
+def test_status_shows_names_restarts_volumes_networks_and_why_a_route_is_down() -> None:
+    route = dict(STATUS["routes"][0])  # type: ignore[index]
+    route.update(
+        hosts=["www.app.example.com", "*.app.example.com"],
+        up=False,
+        down_reason="the app's container exited with code 137; Docker is restarting it",
+        deploy={
+            "state": "exited",
+            "restarts": 2,
+            "volumes": ["app-data:/data", "/srv/uploads:/uploads:ro"],
+            "networks": ["backend"],
+        },
+    )
+    document = {"routes": [route], "redirects": {"old.example.com": "https://app.example.com"}}
+    lines = render_status(document, now=T0).splitlines()
+    row = lines[1].split()
+    assert row[3] == "down" and "2" in row
+    assert lines[2:] == [
+        "    down: the app's container exited with code 137; Docker is restarting it",
+        "    names: www.app.example.com, *.app.example.com",
+        "    volumes: app-data:/data, /srv/uploads:/uploads:ro",
+        "    networks: backend",
+        "",
+        "redirects (308):",
+        "  old.example.com -> https://app.example.com",
+    ]
 
 
 def test_an_empty_status_says_so() -> None:

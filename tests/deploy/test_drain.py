@@ -125,3 +125,24 @@ async def test_websocket_wait_mode_closes_them_only_at_the_drain_timeout(
         result = await drain(old, settings, Reports(), container="c")
     assert kept.closed == 1 and result.timed_out and result.tunnels_closed == 1
     assert 10.0 <= trio.current_time() < 11.0
+
+
+async def test_a_zero_drain_timeout_stops_waiting_at_once_with_the_usual_warning(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = backend()
+    old.inflight.begin_request()
+    settings = dataclasses.replace(SETTINGS, drain_timeout=0.0)
+    with caplog.at_level(logging.WARNING, logger="hotswap.deploy.drain"):
+        result = await drain(old, settings, Reports(), container="old-container")
+    assert trio.current_time() == 0.0
+    assert result.timed_out and result.requests_left == 1 and result.idle_at is None
+    assert "drain timed out container=old-container timeout=0s" in caplog.text
+
+
+async def test_a_zero_drain_timeout_with_nothing_in_flight_is_no_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settings = dataclasses.replace(SETTINGS, drain_timeout=0.0)
+    result = await drain(backend(), settings, Reports(), container="old-container")
+    assert not result.timed_out and result.idle_at is not None

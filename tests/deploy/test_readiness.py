@@ -60,14 +60,16 @@ def event(kind: EventKind, **kw: Any) -> ContainerEvent:
     return ContainerEvent(kind, INFO.id, 100.0, **kw)
 
 
-async def run(rt: FakeRuntime, strategy: Strategy, info: ContainerInfo = INFO) -> ReadinessState:
+async def run(
+    rt: FakeRuntime, strategy: Strategy, info: ContainerInfo = INFO, delay: float = 5.0
+) -> ReadinessState:
     state = ReadinessState(strategy)
     await wait_ready(
         rt,  # type: ignore[arg-type]
         info,
         rt,
         state,
-        readiness_delay=5.0,
+        readiness_delay=delay,
         probe=None,
         report=lambda *a, **k: None,
     )
@@ -132,20 +134,39 @@ async def test_delay_is_ready_when_still_running_after_the_delay(
     assert trio.current_time() == pytest.approx(5.0) and state.running
 
 
-async def test_delay_waits_for_a_container_not_running_after_the_delay_to_recover(
+async def test_delay_fails_at_once_when_the_container_is_not_running_after_the_delay(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     rt = FakeRuntime()
-    rt.info = dataclasses.replace(INFO, running=False, status="restarting")
+    rt.info = dataclasses.replace(INFO, running=True, status="restarting")
+    with pytest.raises(ReadinessError, match=r"not running after the delay \(restarting\)"):
+        await run(rt, Strategy.DELAY)
+    assert trio.current_time() == pytest.approx(5.0)
 
-    async def restart_later() -> None:
-        await trio.sleep(12)
-        rt.send.send_nowait(event(EventKind.START))
+
+async def test_delay_an_exit_during_the_delay_fails_at_once_whatever_the_restart_policy(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rt = FakeRuntime()
+
+    async def crash_later() -> None:
+        await trio.sleep(1)
+        rt.send.send_nowait(event(EventKind.DIE, exit_code=1))
+        rt.send.send_nowait(event(EventKind.START))  # Docker restarting it changes nothing
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(restart_later)
-        await run(rt, Strategy.DELAY)
-    assert trio.current_time() == pytest.approx(12.0)
+        nursery.start_soon(crash_later)
+        with pytest.raises(ReadinessError, match="exited with code 1"):
+            await run(rt, Strategy.DELAY)
+    assert trio.current_time() == pytest.approx(1.0)
+
+
+async def test_delay_zero_is_ready_as_soon_as_docker_reports_it_running(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rt = FakeRuntime()
+    state = await run(rt, Strategy.DELAY, delay=0.0)
+    assert trio.current_time() == 0.0 and state.running and rt.inspected == 1
 
 
 async def test_http_probes_with_the_health_host_until_2xx() -> None:

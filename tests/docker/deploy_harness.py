@@ -29,7 +29,8 @@ from hotswap.config import (
     ServerConfig,
 )
 from hotswap.deploy import Deployer, DeployHandle, DeployResult, ProgressEvent
-from hotswap.proxy.routes import RouteTable
+from hotswap.deploy.restarts import RestartWatch
+from hotswap.proxy.routes import BackendState, RouteTable
 from hotswap.proxy.server import ProxyServer, serve_proxy
 from hotswap.runtime import ContainerInfo, DockerRuntime
 
@@ -111,6 +112,21 @@ class Harness:
         async with KeepAliveClient.connect(self.proxy.port) as client:
             return await client.get(domain, path)
 
+    async def wait_route(self, domain: str, up: bool, restarts: int = 0) -> None:
+        """Until the route of `domain` is up (or down), event-driven (RouteTable changes);
+        `restarts`: and its container has restarted at least that often."""
+        while True:
+            changed = self.routes.next_change()
+            backend = self.routes.get(domain)
+            info = self.deployer.container(backend.container_id or "") if backend else None
+            if (
+                backend is not None
+                and (backend.state is BackendState.UP) == up
+                and (info is not None and info.restart_count >= restarts)
+            ):
+                return
+            await changed.wait()
+
     async def cleanup(self) -> None:
         for _, backend in self.routes:
             backend.close()  # its pooled upstream connections
@@ -135,10 +151,15 @@ async def follow(handle: DeployHandle) -> Deployed:
 
 @asynccontextmanager
 async def open_harness(
-    images: dict[str, str], *, like: Harness | None = None
+    images: dict[str, str],
+    *,
+    like: Harness | None = None,
+    network_mode: NetworkMode = NetworkMode.HOST,
 ) -> AsyncIterator[Harness]:
-    """A running runtime + deployer + proxy. `like`: same routes and settings (a restart)."""
-    config = Config(docker=DockerConfig(network_mode=NetworkMode.HOST), deploy=TEST_DEPLOY)
+    """A running runtime + deployer + restart watch + proxy. `like`: same routes and
+    settings (a restart). Bridge mode: send no traffic (the engine's bridge networks
+    have private addresses)."""
+    config = Config(docker=DockerConfig(network_mode=network_mode), deploy=TEST_DEPLOY)
     if like is not None:
         config = like.config
     runtime = DockerRuntime(config.docker)
@@ -148,6 +169,10 @@ async def open_harness(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
+            watch = RestartWatch(
+                runtime, routes, known=deployer.container, on_info=deployer.observe_container
+            )
+            await nursery.start(watch.run)
             await nursery.start(deployer.run)
             proxy = await nursery.start(serve_proxy, lambda: server_config, routes)
             harness = Harness(runtime, routes, deployer, proxy, config, images)

@@ -541,3 +541,57 @@ async def test_sigterm_leaves_containers_running_and_a_restart_adopts_them(
         assert await hotswap.get(domain) == b"v1\n"
         assert [c.id for c in hotswap.containers(domain, running_only=False)] == [before.id]
         assert await hotswap.stop(signal.SIGINT) == 0
+
+
+class Lines:
+    """Lines of a subprocess's output as they arrive."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.seen: list[str] = []
+
+    async def until(self, text: str) -> str:
+        """The first line from now on that contains `text`."""
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                self.seen.append(line.decode(errors="replace"))
+                if text in self.seen[-1]:
+                    return self.seen[-1]
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise AssertionError(f"output ended before {text!r}: {self.seen}")
+            self.buffer += data
+
+
+async def test_logs_follow_goes_on_across_a_deploy(
+    hotswap: Hotswap, test_images: dict[str, str]
+) -> None:
+    domain = unique("logs")
+    hotswap.routes[domain] = test_images["app_v1"]
+    with trio.fail_after(120):
+        await started(hotswap, domain)
+        await hotswap.wait_serving(domain, b"v1\n")
+        tail = await hotswap.cli("logs", domain, "--tail", "1")
+        assert tail.code == 0 and len(tail.out.splitlines()) == 1, tail
+        command = [sys.executable, "-m", "hotswap", "logs", domain, "--follow"]
+        process = await trio.lowlevel.open_process(
+            [*command, "--config", str(hotswap.config_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            out, err = Lines(process.stdout), Lines(process.stderr)
+            await out.until("version=v1 listening")
+            deployed = await hotswap.cli("deploy", domain, "--image", test_images["app_v2"])
+            assert deployed.code == 0, deployed
+            await out.until("version=v2 listening")  # the new container, same stream
+            assert "hotswap: now hotswap-logs-" in await err.until("hotswap: now")
+            await hotswap.get(domain)
+            await out.until("version=v2 GET / 200")  # and it goes on live
+        finally:
+            process.kill()
+            await process.wait()

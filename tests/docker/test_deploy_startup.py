@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 
+import h11
 import pytest
 import trio
-from deploy_harness import Deployed, Harness, follow, open_harness
+from deploy_harness import Deployed, Harness, KeepAliveClient, follow, open_harness, wait_phase
 
 from hotswap.deploy import Outcome
 
@@ -85,3 +86,41 @@ async def test_deploys_of_two_domains_run_in_parallel(h: Harness) -> None:
         assert max(starts) < min(ends)
         assert await h.get(one) == (200, b"v1\n")
         assert await h.get(two) == (200, b"v1\n")
+
+
+async def test_a_deploy_cancelled_after_the_switch_is_adopted_correctly_at_the_next_start(
+    h: Harness, test_images: dict[str, str]
+) -> None:
+    domain = h.add_route("cancelled", "app_v1")
+
+    async def slow_request(port: int) -> None:
+        try:
+            async with KeepAliveClient.connect(port) as client:
+                await client.get(domain, "/slow?s=60")
+        except (OSError, ConnectionError, trio.BrokenResourceError, h11.ProtocolError):
+            pass  # cut when the first hotswap stops
+
+    with trio.fail_after(120):
+        assert (await h.deploy(domain)).result.ok
+        async with trio.open_nursery() as clients:
+            async with open_harness(test_images, like=h) as first:
+                await first.deployer.start_up()
+                old = first.routes.get(domain)
+                assert old is not None
+                clients.start_soon(slow_request, first.proxy.port)
+                while old.inflight.requests == 0:
+                    await old.inflight.wait_change()
+                handle = first.deployer.start_deploy(domain, first.image("app_v2"))
+                await wait_phase(handle, "draining")  # switched; the drain waits for /slow
+            # Leaving the harness cancels its deployer mid-drain: hotswap stopping.
+            clients.cancel_scope.cancel()
+        result = await handle.wait()
+        assert not result.ok and "cancelled" in (result.error or "")
+        assert len(await h.running(domain)) == 2  # both left running after the switch
+        async with open_harness(test_images, like=h) as restarted:
+            await restarted.deployer.start_up()
+            [adopted] = await restarted.managed(domain)  # the old one removed
+            assert adopted.image == test_images["app_v2"] and adopted.running
+            assert await restarted.get(domain) == (200, b"v2\n")
+            again = await restarted.deploy(domain, "app_v2")
+            assert again.result.outcome is Outcome.SKIPPED  # nothing left half-done

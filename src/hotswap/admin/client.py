@@ -13,7 +13,7 @@ import socket
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from hotswap import __version__
 from hotswap.config import Address, Config
@@ -74,6 +74,22 @@ class AdminClient:
     def rollback(self, domain: str) -> Generator[dict[str, Any], None, None]:
         return self._stream(f"/v1/rollback/{quote(domain, safe='')}", {})
 
+    def logs(
+        self, route: str, *, follow: bool = False, tail: int | None = None, since: str = ""
+    ) -> Generator[dict[str, Any], None, None]:
+        """The route's log stream (admin/logs.py): container events and log lines."""
+        query: dict[str, str] = {}
+        if follow:
+            query["follow"] = "1"
+        if tail is not None:
+            query["tail"] = str(tail)
+        if since:
+            query["since"] = since
+        path = f"/v1/logs/{quote(route, safe='')}"
+        if query:
+            path += "?" + urlencode(query)
+        return self._stream(path, None, method="GET")
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _json(self, method: str, path: str) -> Any:
@@ -85,8 +101,10 @@ class AdminClient:
         finally:
             conn.close()
 
-    def _stream(self, path: str, body: Mapping[str, Any]) -> Generator[dict[str, Any], None, None]:
-        conn, response = self._request("POST", path, body)
+    def _stream(
+        self, path: str, body: Mapping[str, Any] | None, *, method: str = "POST"
+    ) -> Generator[dict[str, Any], None, None]:
+        conn, response = self._request(method, path, body)
         # Events may be minutes apart (pulling, waiting for health): no read timeout.
         if conn.sock is not None:
             conn.sock.settimeout(None)
@@ -95,7 +113,7 @@ class AdminClient:
                 try:
                     line = response.readline()
                 except (OSError, http.client.HTTPException) as exc:
-                    raise self._lost(exc, during_deploy=True) from exc
+                    raise self._lost(exc, during_deploy=method == "POST") from exc
                 if not line:
                     return
                 if line.strip():

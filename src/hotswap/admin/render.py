@@ -215,6 +215,8 @@ def status_rows(document: Mapping[str, Any], now: float) -> list[list[str]]:
             health = _pick(deploy, "health")
             if health and health not in ("none", state):
                 state = f"{state} ({health})"
+            if route.get("up") is False:
+                state = "down"
             if route.get("kind") == "removed":
                 state = f"removed, {state}"
         in_flight = f"{route.get('in_flight', 0)}"
@@ -228,6 +230,7 @@ def status_rows(document: Mapping[str, Any], now: float) -> list[list[str]]:
                 container,
                 state,
                 in_flight,
+                str(deploy.get("restarts") or 0) if route.get("kind") != "external" else "-",
                 str(route.get("requests", 0)),
                 last_deploy_text(last, now),
             ]
@@ -235,7 +238,32 @@ def status_rows(document: Mapping[str, Any], now: float) -> list[list[str]]:
     return rows
 
 
-STATUS_HEADERS = ("DOMAIN", "IMAGE", "CONTAINER", "STATE", "IN FLIGHT", "REQUESTS", "LAST DEPLOY")
+STATUS_HEADERS = (
+    "DOMAIN",
+    "IMAGE",
+    "CONTAINER",
+    "STATE",
+    "IN FLIGHT",
+    "RESTARTS",
+    "REQUESTS",
+    "LAST DEPLOY",
+)
+
+
+def route_details(route: Mapping[str, Any]) -> list[str]:
+    """The lines under a route's row: why it is down, its other names, volumes, networks."""
+    deploy = route.get("deploy") or {}
+    lines = []
+    if route.get("up") is False and route.get("down_reason"):
+        lines.append(f"down: {route['down_reason']}")
+    for label, values in (
+        ("names", route.get("hosts")),
+        ("volumes", deploy.get("volumes")),
+        ("networks", deploy.get("networks")),
+    ):
+        if isinstance(values, list) and values:
+            lines.append(f"{label}: {', '.join(str(v) for v in values)}")
+    return lines
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -253,7 +281,11 @@ def render_status(document: Mapping[str, Any], now: float | None = None) -> str:
     rows = status_rows(document, now)
     if not rows:
         return "no routes configured\n"
-    out = table(STATUS_HEADERS, rows)
+    out = _with_details(table(STATUS_HEADERS, rows), document.get("routes", []))
+    redirects = document.get("redirects")
+    if isinstance(redirects, Mapping) and redirects:
+        out += "\nredirects (308):\n"
+        out += "".join(f"  {name} -> {origin}\n" for name, origin in redirects.items())
     other = document.get("other") or {}
     unmanaged = other.get("unmanaged") if isinstance(other, Mapping) else None
     if isinstance(unmanaged, list) and unmanaged:
@@ -265,3 +297,13 @@ def render_status(document: Mapping[str, Any], now: float | None = None) -> str:
             else:
                 out += f"  {item}\n"
     return out
+
+
+def _with_details(text: str, routes: Sequence[Mapping[str, Any]]) -> str:
+    """The status table with each route's detail lines under its row."""
+    header, *lines = text.splitlines()
+    out = [header]
+    for line, route in zip(lines, routes, strict=True):
+        out.append(line)
+        out += [f"    {detail}" for detail in route_details(route)]
+    return "\n".join(out) + "\n"

@@ -4,6 +4,8 @@
     POST /v1/deploy/{domain}     body {"image": optional, "force": optional}; NDJSON progress
     POST /v1/rollback/{domain}   NDJSON progress
     POST /v1/reload              {"changes": [...]} or 400 {"error": ..., "problems": [...]}
+    GET  /v1/logs/{route}        ?follow=1&tail=N&since=D: the app's log lines as NDJSON
+                                 (admin/logs.py), following the route across deploys
     GET  /metrics                Prometheus text format
 
 Every answer other than a stream is JSON; errors are {"error": message} with
@@ -26,6 +28,7 @@ import h11
 import trio
 
 from hotswap.addresses import is_loopback, normalize_domain
+from hotswap.admin.logs import Emit, LogSource, parse_log_query, route_logs
 from hotswap.admin.router import (
     MAX_BODY,
     HttpError,
@@ -35,7 +38,7 @@ from hotswap.admin.router import (
     json_bytes,
     parse_json_object,
 )
-from hotswap.admin.status import build_status, in_flight_samples
+from hotswap.admin.status import build_status, in_flight_samples, up_samples
 from hotswap.config import Config
 from hotswap.errors import ConfigError, HotswapError
 from hotswap.http.pages import reason
@@ -84,6 +87,9 @@ class DeployerLike(Protocol):
 class AdminApp(Protocol):
     @property
     def config(self) -> Config: ...
+
+    @property
+    def runtime(self) -> LogSource: ...
 
     @property
     def routes(self) -> RouteTable: ...
@@ -321,6 +327,48 @@ class AdminConnection:
         log.debug("progress stream ended deploy=%s last=%s", handle.id, last)
         await self._send(h11.EndOfMessage())
 
+    async def stream_ndjson(self, produce: Callable[[Emit], Awaitable[None]]) -> None:
+        """Answer with the objects `produce` emits, as NDJSON, as they come.
+
+        A stream may stay quiet for hours (a log with --follow), so the client's side is
+        watched: when it closes, the stream stops at once, whatever it was waiting for.
+        An error while streaming ends it with {"event": "error", "error": ...}.
+        """
+        headers = [("Content-Type", NDJSON), ("Cache-Control", "no-store")]
+        await self._send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+        gone = False
+        failure: HotswapError | None = None
+
+        async def emit(item: Mapping[str, Any]) -> None:
+            await self._send(h11.Data(data=json_bytes(item)))
+
+        async def watch_client(scope: trio.CancelScope) -> None:
+            nonlocal gone
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if data:
+                self.conn.receive_data(data)  # a pipelined request: h11 keeps it
+                return
+            gone = True
+            scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_client, nursery.cancel_scope)
+            try:
+                await produce(emit)
+            except HotswapError as exc:
+                failure = exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                gone = True
+            nursery.cancel_scope.cancel()
+        if gone:
+            raise trio.BrokenResourceError("the client left the stream")
+        if failure is not None:
+            await emit({"event": "error", "error": str(failure)})
+        await self._send(h11.EndOfMessage())
+
 
 async def _aclose(events: AsyncIterator[Any]) -> None:
     """Finalise an async generator now, in this task (not later in the garbage collector)."""
@@ -360,7 +408,9 @@ async def _metrics(
     conn: AdminConnection, request: h11.Request, params: Mapping[str, str], body: bytes
 ) -> None:
     app = conn.app
-    text = app_metrics(app).render(in_flight_samples(app.routes), _open_connections(app))
+    text = app_metrics(app).render(
+        in_flight_samples(app.routes), _open_connections(app), up_samples(app.routes)
+    )
     await conn.send_body(200, METRICS_CONTENT_TYPE, text)
 
 
@@ -403,6 +453,40 @@ async def _reload(
     await conn.send_json(200, {"changes": changes})
 
 
+async def _logs(
+    conn: AdminConnection, request: h11.Request, params: Mapping[str, str], body: bytes
+) -> None:
+    app = conn.app
+    route = _domain(params)
+    query = parse_log_query(request.target.decode("ascii", "replace"))
+    external = app.config.external_routes.get(route)
+    if external is not None:
+        raise HttpError(
+            400,
+            f"{route} is an external route (to {external.address}): hotswap runs no "
+            "container for it, so it has no logs to show",
+        )
+    if route not in app.config.routes and app.routes.get(route) is None:
+        raise HttpError(404, f"unknown route {route}: no route in the config")
+    backend = app.routes.get(route)
+    if not query.follow and (backend is None or backend.container_id is None):
+        raise HttpError(404, f"no container serves {route} yet")
+    log.info("logs requested route=%s follow=%s client=%s", route, query.follow, conn.client)
+
+    async def produce(emit: Emit) -> None:
+        await route_logs(
+            app.routes,
+            app.runtime,
+            route,
+            follow=query.follow,
+            tail=query.tail,
+            since=query.since,
+            emit=emit,
+        )
+
+    await conn.stream_ndjson(produce)
+
+
 def _open_connections(app: AdminApp) -> int:
     count = getattr(app.proxy, "open_connections", 0)
     return count if isinstance(count, int) else 0
@@ -413,4 +497,5 @@ ROUTER.add("GET", "/v1/status", _status)
 ROUTER.add("POST", "/v1/deploy/{domain}", _deploy)
 ROUTER.add("POST", "/v1/rollback/{domain}", _rollback)
 ROUTER.add("POST", "/v1/reload", _reload)
+ROUTER.add("GET", "/v1/logs/{domain}", _logs)
 ROUTER.add("GET", "/metrics", _metrics)

@@ -5,7 +5,10 @@
                  "backend": {"name": ..., "container_id": ..., "image": ..., "address": ...},
                  "in_flight": 0, "tunnels": 0, "requests": 12, "errors": 0,
                  "client_aborts": 0, "connect_errors": 0,
-                 "deploy": {...what the deployer reports for the domain...}}],
+                 "hosts": ["www.app.example.com"], "up": true, "down_reason": "",
+                 "deploy": {...what the deployer reports for the domain: container, state,
+                            health, restarts, volumes, networks, last deploy...}}],
+     "redirects": {"old.example.com": "https://app.example.com"},
      "other": {...anything else the deployer reports, e.g. unmanaged containers...}}
 
 A domain shows up if the config names it or the route table routes it (a
@@ -19,7 +22,7 @@ from typing import Any
 
 from hotswap import __version__
 from hotswap.config import Config
-from hotswap.proxy.routes import Backend
+from hotswap.proxy.routes import Backend, BackendState
 
 
 def backend_json(backend: Backend) -> dict[str, Any]:
@@ -79,6 +82,9 @@ def build_status(
             "errors": backend.stats.errors if backend else 0,
             "client_aborts": backend.stats.client_aborts if backend else 0,
             "connect_errors": backend.stats.connect_errors if backend else 0,
+            "hosts": list(config.routes[domain].hosts) if domain in config.routes else [],
+            "up": backend.state is BackendState.UP if backend else None,
+            "down_reason": backend.down_reason if backend else "",
             "deploy": dict(per_domain.get(domain) or {}),
         }
         entries.append(entry)
@@ -86,6 +92,7 @@ def build_status(
         "version": __version__,
         "open_connections": open_connections,
         "routes": entries,
+        "redirects": dict(config.redirects),
         "other": other,
     }
 
@@ -93,3 +100,8 @@ def build_status(
 def in_flight_samples(routes: Iterable[tuple[str, Backend]]) -> list[tuple[str, int, int]]:
     """(domain, requests, tunnels) per routed domain, for the metrics gauges."""
     return [(d, b.inflight.requests, b.inflight.tunnels) for d, b in routes]
+
+
+def up_samples(routes: Iterable[tuple[str, Backend]]) -> list[tuple[str, bool]]:
+    """(domain, its backend takes requests) per routed domain, for the metrics gauge."""
+    return [(d, b.state is BackendState.UP) for d, b in routes]

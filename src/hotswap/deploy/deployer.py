@@ -335,6 +335,10 @@ class Deployer:
                 "health": info.health.value if info else None,
                 "address": str(info.address) if info and info.address else None,
                 "previous_image": info.labels.get(LABEL_PREVIOUS_IMAGE) if info else None,
+                "restarts": info.restart_count if info else 0,
+                "restart_policy": info.restart_policy if info else None,
+                "volumes": list(info.mounts) if info else [],
+                "networks": list(info.networks) if info else [],
             }
             running = self._running.get(domain)
             if running is not None:
@@ -351,6 +355,19 @@ class Deployer:
             for i in self._unknown
         ]
         return {"domains": domains, "unmanaged": unmanaged}
+
+    def container(self, container_id: str) -> ContainerInfo | None:
+        """What is known of a serving container (for the restart watch)."""
+        for info in self._current.values():
+            if info.id == container_id:
+                return info
+        return None
+
+    def observe_container(self, info: ContainerInfo) -> None:
+        """A serving container was inspected again (it restarted): keep status current."""
+        for domain, known in list(self._current.items()):
+            if known.id == info.id:
+                self._current[domain] = info
 
     # -- helpers -------------------------------------------------------------------
 

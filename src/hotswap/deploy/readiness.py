@@ -3,8 +3,10 @@
 Strategies (deploy.readiness_mode):
     auto           Docker health status if the container has a healthcheck, else delay
     docker-health  a healthcheck is required; wait for Docker to report healthy
-    delay          running for readiness_delay (if not running then, wait up to
-                   RECOVERY_WINDOW for it to run again)
+    delay          running for readiness_delay without exiting: an exit at any moment
+                   (even one the restart policy would undo) fails at once, and so does
+                   a container not running at the end of the delay; "0s": ready as soon
+                   as Docker reports it running
     http           GET route.health_path on the container answers 2xx
 
 Every strategy waits on the container's Docker events (subscribed before the
@@ -42,7 +44,6 @@ from hotswap.runtime.base import (
 
 log = logging.getLogger(__name__)
 
-RECOVERY_WINDOW = 30.0  # delay mode: how long a container not running after the delay may take
 PROBE_INTERVAL = 0.25  # http mode: between two probes
 PROBE_TIMEOUT = 2.0  # http mode: one probe, connect to end of response
 LOG_LINES = 20  # lines of the container's log quoted in a failure
@@ -159,20 +160,12 @@ async def _wait_delay(
         while True:
             await _check_fatal(runtime, await events.receive(), state)
     info = await runtime.inspect(container.id)
-    state.running = info.running
-    if info.running:
-        state.ready_event_time = time.time()
-        return
-    # Not running at the end of the delay (e.g. restarting): give it a window to recover.
-    report("waiting", f"not running ({info.status}); waiting up to {RECOVERY_WINDOW:g}s")
-    with trio.move_on_after(RECOVERY_WINDOW):
-        while True:
-            event = await events.receive()
-            await _check_fatal(runtime, event, state)
-            if event.kind is EventKind.START:
-                state.ready_event_time = event.time
-                return
-    raise await failure(runtime, container.id, f"not running {RECOVERY_WINDOW:g}s after the delay")
+    state.running = info.running and info.status == "running"
+    if not state.running:
+        # Only reachable if it stopped without an exit (paused) or an exit is still on its
+        # way: either way it is not ready, and waiting for it would only hide a crash loop.
+        raise await failure(runtime, container.id, f"not running after the delay ({info.status})")
+    state.ready_event_time = time.time()
 
 
 async def _wait_http(

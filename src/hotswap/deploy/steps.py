@@ -27,6 +27,7 @@ import trio
 
 from hotswap.config import Config, NetworkMode, ReadinessMode, Route
 from hotswap.deploy.drain import DrainResult, drain
+from hotswap.deploy.options import check_options, container_spec, load_env
 from hotswap.deploy.progress import DeployHandle, DeployResult, Outcome, Phase
 from hotswap.deploy.readiness import (
     Probe,
@@ -94,6 +95,9 @@ class DeployRun:
         )
 
     async def run(self) -> DeployResult:
+        # Before anything is pulled or created: the env file, networks, mounts, limits.
+        env = await load_env(self.route)
+        await check_options(self.runtime, self.route, self._spec(env, None, None, {}))
         image = await self._ensure_image()
         if self.current is not None and self.current.image_id == image.id and not self.force:
             message = (
@@ -102,7 +106,7 @@ class DeployRun:
             )
             self.handle.emit(Phase.SKIPPED, message, image=self.handle.image)
             return self.result(Outcome.SKIPPED, error=message)
-        container_id = await self._create(image)
+        container_id = await self._create(image, env)
         switched = False
         try:
             with self.runtime.subscribe(container_id) as events:
@@ -149,7 +153,7 @@ class DeployRun:
         self.report("pulling", f"ensuring image {ref} (pull_policy={policy})", image=ref)
         return await self.runtime.ensure_image(ref, policy)
 
-    async def _create(self, image: ImageInfo) -> str:
+    async def _create(self, image: ImageInfo, env: dict[str, str]) -> str:
         port = self.route.port if self.route.port is not None else image.port
         mode = self.config.docker.network_mode
         if port is None and mode is NetworkMode.BRIDGE:
@@ -161,18 +165,20 @@ class DeployRun:
         previous = self._previous_image(image)
         if previous:
             labels[LABEL_PREVIOUS_IMAGE] = previous
-        spec = ContainerSpec(
-            domain=self.domain,
-            image=self.handle.image,
-            image_id=image.id,
-            deploy_id=self.handle.id,
-            container_port=port,
-            network_mode=mode,
-            env=dict(self.route.env),
-            extra_labels=labels,
-        )
+        spec = self._spec(env, image, port, labels)
         self.report("creating", f"creating a container of {image.ref}", image_id=image.id[:19])
         return await self.runtime.create(spec)
+
+    def _spec(
+        self,
+        env: dict[str, str],
+        image: ImageInfo | None,
+        port: int | None,
+        labels: dict[str, str],
+    ) -> ContainerSpec:
+        network_mode = self.config.docker.network_mode
+        image_id = image.id if image is not None else ""
+        return container_spec(self.route, self.handle, network_mode, env, image_id, port, labels)
 
     def _previous_image(self, image: ImageInfo) -> str:
         """What `rollback` should deploy after this deploy: the image running now.

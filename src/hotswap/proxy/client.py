@@ -55,6 +55,12 @@ class Client(Protocol):
     async def send_error(self, status: int, detail: str, *, close: bool = False) -> None:
         """Answer the current request with a small error page."""
 
+    async def send_response(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, close: bool
+    ) -> None:
+        """Answer the current request with a whole response of our own (`headers` with
+        its content-length; the body is left out for HEAD)."""
+
     async def receive(self) -> bytes:
         """Request body bytes from the client (b"" at EOF); ClientGone if the read
         failed, ProtocolError(408) if nothing came for idle_timeout."""

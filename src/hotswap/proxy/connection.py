@@ -392,8 +392,7 @@ class ClientConnection:
             raise ClientGone(f"write to client failed: {exc}") from exc
 
     async def send_error(self, status: int, detail: str, *, close: bool = False) -> None:
-        codec = self.codec
-        if not codec.can_respond:
+        if not self.codec.can_respond:
             # A response head was produced but never written (the request turned out
             # malformed while the upstream answered early): the error is written past
             # the codec, and the connection closes after it.
@@ -401,10 +400,19 @@ class ClientConnection:
             await self.send(error_response(status, detail))
             return
         headers, body = error_page(status, detail)
+        await self.send_response(status, headers, body, close=close)
+
+    async def send_response(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, close: bool
+    ) -> None:
+        codec = self.codec
         if close or self.ctx.draining:
             headers.append(_CLOSE)
-        head = codec.response(status, headers, reason(status))
-        await self.send(head + codec.body(body) + codec.end())
+        payload = codec.response(status, headers, reason(status))
+        outcome = self.outcome
+        if outcome is None or outcome.request.method != b"HEAD":
+            payload += codec.body(body)  # a HEAD response has the length, not the body
+        await self.send(payload + codec.end())
 
     async def receive(self) -> bytes:
         # A body that stalls for idle_timeout ends the exchange: 408, close (nginx:

@@ -4,8 +4,12 @@ The route is resolved and the request counted in flight in one synchronous call
 (`RouteTable.acquire`), and the count ends when the last response byte has been
 written to the client, or the exchange fails (exchange.py streams it). What
 hotswap refuses to forward is answered here (http/checks.py: 505, 405, 400; a bad
-Host 400; a body declared over max_body_size 413; an unknown host 404). The
-result is left in the Outcome for the connection loop to log and count.
+Host 400; a body declared over max_body_size 413), and so are the hosts that lead
+to no backend: a [redirects] name (308, http/redirect.py), a route whose
+container is down (502 at once: a connect would only fail later, or hang on a
+stale address), no route at all (404). A request body is never read for those:
+the connection closes after the answer, and says so. The result is left in the
+Outcome for the connection loop to log and count.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 from hotswap.config import HttpParser
 from hotswap.http.checks import refusal
 from hotswap.http.host import BadHost, request_host
+from hotswap.http.redirect import redirect_response
 from hotswap.proxy.client import Client, ClientGone
 from hotswap.proxy.codec import RequestHead, ServerCodec
 from hotswap.proxy.exchange import Exchange
 from hotswap.proxy.outcome import Outcome
-from hotswap.proxy.routes import RouteTable
+from hotswap.proxy.routes import Backend, Redirect, RouteTable, Unavailable
 
 
 async def _answer(
@@ -29,6 +34,28 @@ async def _answer(
         await client.send_error(status, detail, close=close)
     except ClientGone:
         outcome.close = True
+
+
+async def _unrouted(
+    client: Client, outcome: Outcome, found: Redirect | Unavailable | None, *, close: bool
+) -> None:
+    """Answer a request whose host resolved to no backend (see the module docstring)."""
+    if isinstance(found, Unavailable):
+        backend = found.backend
+        outcome.route = backend.route
+        outcome.backend = backend.name
+        detail = backend.down_reason or "the app's container is not running"
+        await _answer(client, outcome, 502, detail, close=close)
+    elif isinstance(found, Redirect):
+        status, headers, body = redirect_response(found.origin, outcome.request.target)
+        outcome.route = found.name
+        outcome.status = status
+        try:
+            await client.send_response(status, headers, body, close=close)
+        except ClientGone:
+            outcome.close = True
+    else:
+        await _answer(client, outcome, 404, f"no route for host {outcome.host}", close=close)
 
 
 async def forward(
@@ -59,11 +86,10 @@ async def forward(
         await _answer(client, outcome, 413, f"the body exceeds {limit} bytes")
         return
     backend = routes.acquire(host)  # resolves and counts in flight: no checkpoint
-    if backend is None:
-        # A body not read: the connection closes after the answer, and says so.
-        await _answer(client, outcome, 404, f"no route for host {host}", close=request.has_body)
+    if not isinstance(backend, Backend):
+        await _unrouted(client, outcome, backend, close=request.has_body)
         return
-    outcome.route = host
+    outcome.route = backend.route  # the route key (a wildcard name makes no new series)
     outcome.backend = backend.name
     outcome.stats = backend.stats
     exchange = Exchange(client, codec, request, backend, outcome, parser)

@@ -7,12 +7,12 @@ on this module only. DockerRuntime (docker.py) is the implementation.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from hotswap.config import Address, NetworkMode, PullPolicy
+from hotswap.config import Address, NetworkMode, PullPolicy, RestartPolicy, Volume
 
 # Labels on every container hotswap creates (DESIGN.md, "Docker conventions").
 LABEL_MANAGED = "hotswap.managed"
@@ -55,8 +55,31 @@ class ContainerSpec:
     deploy_id: str
     container_port: int | None  # ignored in host network mode ($PORT is chosen)
     network_mode: NetworkMode
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)  # env_file's values, then env's
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[Volume, ...] = ()
+    networks: tuple[str, ...] = ()  # user-defined networks to join (bridge mode)
+    command: tuple[str, ...] = ()  # () = the image's CMD
+    user: str = ""  # "" = the image's USER
+    memory: int = 0  # bytes; 0 = no limit
+    cpus: float = 0.0  # 0 = no limit
+    restart: RestartPolicy = RestartPolicy.UNLESS_STOPPED
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """A problem found before creating a container: the route key it concerns and why."""
+
+    key: str  # the route's key it is about: "networks", "volumes[1]", "cpus"
+    message: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a container's log."""
+
+    stamp: tuple[int, int]  # (unix seconds, nanoseconds) as Docker stamped it; orders lines
+    text: str  # without its newline
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,10 @@ class ContainerInfo:
     exit_code: int | None
     address: Address | None  # where the app answers (127.0.0.1:<port>), None if unknown
     labels: Mapping[str, str] = field(default_factory=dict)
+    restart_count: int = 0  # restarts by Docker's restart policy (State's RestartCount)
+    restart_policy: str = ""  # HostConfig.RestartPolicy.Name
+    mounts: tuple[str, ...] = ()  # "app-data:/data", "/srv/uploads:/uploads:ro"
+    networks: tuple[str, ...] = ()  # user-defined networks it is attached to
 
 
 @dataclass(frozen=True)
@@ -136,6 +163,20 @@ class ContainerRuntime(Protocol):
 
     async def logs_tail(self, container_id: str, lines: int) -> str: ...
 
+    async def preflight(self, spec: ContainerSpec) -> list[Preflight]:
+        """What would make creating `spec` fail, checked before anything is created:
+        networks that do not exist, bind-mount sources that do not exist, more CPUs than
+        the Docker host has."""
+        ...
+
+    def open_logs(
+        self, container_id: str, *, follow: bool, tail: int | None, since: float | None
+    ) -> AbstractAsyncContextManager[AsyncIterator[LogLine]]:
+        """The container's log lines (stdout and stderr, oldest first) while the context is
+        open; the iteration ends with the log (with `follow`: once the container stops).
+        `tail`: only the last lines (None: all); `since`: unix time of the first line."""
+        ...
+
     async def list_managed(self) -> list[ContainerInfo]:
         """Every container labelled hotswap.managed=true, running or not."""
         ...
@@ -153,3 +194,7 @@ class ContainerRuntime(Protocol):
     def subscribe_images(
         self,
     ) -> AbstractContextManager[EventReceiver[ImageEvent]]: ...
+
+    def subscribe_containers(self) -> AbstractContextManager[EventReceiver[ContainerEvent]]:
+        """Every container's events while the context is open (the restart watch)."""
+        ...

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 import trio
 
 from hotswap.config import DockerConfig, NetworkMode, PullPolicy
+from hotswap.deploy.unwrap import first_error
 from hotswap.errors import ContainerNotFoundError, ContainerRuntimeError, ImageError
 from hotswap.runtime.base import (
     LABEL_MANAGED,
@@ -36,6 +39,8 @@ from hotswap.runtime.base import (
     EventReceiver,
     ImageEvent,
     ImageInfo,
+    LogLine,
+    Preflight,
 )
 from hotswap.runtime.events import EVENT_FILTERS, EventHub, EventStream
 from hotswap.runtime.images import PullDecision, image_info_from_inspect, pull_decision
@@ -47,17 +52,28 @@ from hotswap.runtime.parse import (
     container_info_from_inspect,
     container_labels,
     container_name,
+    log_line,
 )
 from hotswap.runtime.ports import PortAllocator
 
 log = logging.getLogger(__name__)
 
 MAX_THREADS = 8
-RESTART_POLICY = {"Name": "unless-stopped"}
+MAX_LOG_STREAMS = 16  # `hotswap logs` readers at once (each holds a thread while it reads)
+LOG_BUFFER = 64  # lines between the log thread and its reader
 # Errors the SDK lets through besides its own (e.g. the socket is gone).
 _SDK_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 
 R = TypeVar("R")
+
+
+class LogStream(Protocol):
+    """Docker's log stream (docker's CancellableStream): chunks of bytes, close()able from
+    another thread."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
 
 
 class DockerRuntime:
@@ -72,6 +88,7 @@ class DockerRuntime:
     ) -> None:
         self._config = docker_config
         self._limiter = trio.CapacityLimiter(max_threads)
+        self._log_limiter = trio.CapacityLimiter(MAX_LOG_STREAMS)
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
         self._ports = ports or PortAllocator()
@@ -181,12 +198,19 @@ class DockerRuntime:
 
         Host mode: a free loopback port is reserved and passed as $PORT (and kept in
         label hotswap.host-port). Bridge mode: spec.container_port is published on
-        127.0.0.1 with an ephemeral host port, read back by start()/inspect().
+        127.0.0.1 with an ephemeral host port, read back by start()/inspect(), and the
+        container joins spec.networks before it starts (if one cannot be joined, the
+        container is removed and the error raised: nothing is left behind).
         """
         name = container_name(spec.domain, spec.deploy_id)
         host_port: int | None = None
-        kwargs: dict[str, Any] = {"restart_policy": RESTART_POLICY}
+        kwargs = host_config_options(spec)
         if spec.network_mode is NetworkMode.HOST:
+            if spec.networks:
+                raise ContainerRuntimeError(
+                    f"container {name}: a container on the host network cannot join "
+                    f"networks {', '.join(spec.networks)} (needs network_mode bridge)"
+                )
             host_port = self._ports.allocate()
             kwargs["network_mode"] = "host"
         else:
@@ -205,8 +229,16 @@ class DockerRuntime:
             result = client.api.create_container(
                 image=spec.image_id or spec.image, name=name, environment=env, labels=labels,
                 host_config=host_config, ports=ports, detach=True,
+                command=list(spec.command) or None, user=spec.user or None,
             )
-            return str(result["Id"])
+            container_id = str(result["Id"])
+            try:
+                for network in spec.networks:
+                    client.api.connect_container_to_network(container_id, network)
+            except BaseException:
+                client.api.remove_container(container_id, force=True, v=True)
+                raise
+            return container_id
 
         try:
             container_id = await self._call(create, f"create container {name} ({spec.image})",
@@ -217,10 +249,45 @@ class DockerRuntime:
             raise
         if host_port is not None:
             self._ports.assign(host_port, container_id)
-        log.info("container created container=%s name=%s domain=%s deploy=%s image=%s port=%s",
+        log.info("container created container=%s name=%s domain=%s deploy=%s image=%s port=%s "
+                 "restart=%s volumes=%d networks=%s",
                  container_id[:12], name, spec.domain, spec.deploy_id, spec.image,
-                 host_port or spec.container_port)
+                 host_port or spec.container_port, spec.restart, len(spec.volumes),
+                 ",".join(spec.networks) or "-")
         return container_id
+
+    async def preflight(self, spec: ContainerSpec) -> list[Preflight]:
+        """Networks and bind-mount sources that do not exist, more CPUs than the host has.
+
+        Bind-mount sources are looked up on this machine: hotswap runs on the Docker host.
+        """
+
+        def check(client: docker.DockerClient) -> list[Preflight]:
+            problems: list[Preflight] = []
+            for index, volume in enumerate(spec.volumes):
+                if volume.is_bind and not os.path.exists(volume.source):
+                    problems.append(Preflight(
+                        f"volumes[{index}]",
+                        f"bind-mount source {volume.source} does not exist on this host",
+                    ))
+            for network in spec.networks:
+                try:
+                    client.api.inspect_network(network)
+                except docker.errors.NotFound:
+                    problems.append(Preflight(
+                        "networks",
+                        f'network "{network}" does not exist; create it with: '
+                        f"docker network create {network}",
+                    ))
+            if spec.cpus:
+                available = int(client.info().get("NCPU") or 0)
+                if available and spec.cpus > available:
+                    problems.append(Preflight(
+                        "cpus", f"{spec.cpus:g} CPUs asked, the Docker host has {available}"
+                    ))
+            return problems
+
+        return await self._call(check, f"check the options of {spec.domain}", mutating=False)
 
     async def start(self, container_id: str) -> ContainerInfo:
         """Start it; the returned state carries the address (bridge mode: read back now).
@@ -283,6 +350,56 @@ class DockerRuntime:
         data = await self._call(logs, f"logs of container {container_id[:12]}", mutating=False)
         return data.decode("utf-8", errors="replace")
 
+    @asynccontextmanager
+    async def open_logs(
+        self, container_id: str, *, follow: bool, tail: int | None, since: float | None
+    ) -> AsyncIterator[AsyncIterator[LogLine]]:
+        """The container's log lines while the context is open (see base.ContainerRuntime).
+
+        A worker thread of the log limiter (a follow holds it for as long as it lasts, so
+        it never takes one of the SDK calls' threads) reads Docker's stream and hands each
+        line over a small channel: a slow reader slows the thread, nothing piles up.
+        Leaving the context closes the stream, which ends the thread's blocking read.
+        """
+        what = f"logs of container {container_id[:12]}"
+
+        def open_stream(client: docker.DockerClient) -> LogStream:
+            stream: LogStream = client.api.logs(
+                container_id, stdout=True, stderr=True, stream=True, follow=follow,
+                timestamps=True, tail="all" if tail is None else max(tail, 0),
+                since=since if since and since > 0 else None,
+            )
+            return stream
+
+        stream = await self._call(open_stream, what, mutating=True)
+        send, receive = trio.open_memory_channel[LogLine](LOG_BUFFER)
+
+        def pump() -> None:
+            try:
+                for line in _lines(stream):
+                    trio.from_thread.run(send.send, log_line(line))
+            except trio.BrokenResourceError:
+                pass  # the reader left
+
+        async def run_pump() -> None:
+            try:
+                await trio.to_thread.run_sync(pump, limiter=self._log_limiter)
+            except _SDK_ERRORS as exc:
+                raise ContainerRuntimeError(f"{what}: {_explain(exc)}") from exc
+            finally:
+                send.close()  # on the Trio thread: channels are not thread-safe
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_pump)
+                try:
+                    with receive:
+                        yield receive
+                finally:
+                    _close_quietly(stream)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+
     async def list_managed(self) -> list[ContainerInfo]:
         """Every managed container, running or not, oldest first."""
 
@@ -316,12 +433,54 @@ class DockerRuntime:
     def subscribe_images(self) -> AbstractContextManager[EventReceiver[ImageEvent]]:
         return self.events.subscribe_images()
 
+    def subscribe_containers(self) -> AbstractContextManager[EventReceiver[ContainerEvent]]:
+        return self.events.subscribe_containers()
+
     def _open_events(self, since: float | None) -> EventStream:
         """Blocking; for the events task."""
         stream: EventStream = self._docker().api.events(
             decode=True, filters=EVENT_FILTERS, since=None if since is None else f"{since:.9f}"
         )
         return stream
+
+
+def host_config_options(spec: ContainerSpec) -> dict[str, Any]:
+    """create_host_config() arguments for the spec's restart policy, mounts and limits."""
+    options: dict[str, Any] = {"restart_policy": {"Name": spec.restart.value}}
+    if spec.volumes:
+        options["mounts"] = [
+            docker.types.Mount(
+                target=volume.target,
+                source=volume.source,
+                type="bind" if volume.is_bind else "volume",
+                read_only=volume.read_only,
+            )
+            for volume in spec.volumes
+        ]
+    if spec.memory:
+        options["mem_limit"] = spec.memory
+    if spec.cpus:
+        options["nano_cpus"] = round(spec.cpus * 1e9)
+    return options
+
+
+def _lines(stream: Iterable[bytes]) -> Iterator[str]:
+    """The text lines of Docker's log stream; its frames may end mid-line."""
+    pending = b""
+    for chunk in stream:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", "replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _close_quietly(stream: LogStream) -> None:
+    try:
+        stream.close()
+    except Exception as exc:  # already closed, or half torn down by the SDK
+        log.debug("closing a log stream failed error=%s", exc)
 
 
 def _pull(client: docker.DockerClient, *, ref: str) -> None:

@@ -35,6 +35,7 @@ from hotswap.runtime.parse import ImageRefEvent, container_event, image_event
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION_BUFFER = 64  # a deploy sees a handful of events per container
+ALL_CONTAINERS_BUFFER = 1024  # every container's events: a busy host's burst
 RECONNECT_INITIAL = 0.1
 RECONNECT_MAX = 5.0
 
@@ -111,6 +112,7 @@ class EventHub:
         self._buffer = buffer
         self._containers: dict[str, set[Subscription[ContainerEvent]]] = {}
         self._images: set[Subscription[ImageEvent]] = set()
+        self._all_containers: set[Subscription[ContainerEvent]] = set()
         self._stream: EventStream | None = None
         self._connected = trio.Event()
         # Its own limiter: the stream holds a thread for its whole life, and must not
@@ -151,6 +153,19 @@ class EventHub:
             self._images.discard(sub)
             sub.close()
 
+    @contextmanager
+    def subscribe_containers(
+        self, buffer: int = ALL_CONTAINERS_BUFFER
+    ) -> Iterator[Subscription[ContainerEvent]]:
+        """Every container's events while the context is open (the restart watch)."""
+        sub: Subscription[ContainerEvent] = Subscription("all containers", buffer)
+        self._all_containers.add(sub)
+        try:
+            yield sub
+        finally:
+            self._all_containers.discard(sub)
+            sub.close()
+
     def disconnect(self) -> None:
         """Close the current stream connection, as if the daemon went away; the task marks
         subscriptions lost and reconnects. For tests and diagnostics."""
@@ -161,6 +176,8 @@ class EventHub:
         """Hand one event to its subscribers (on the Trio thread; never blocks)."""
         if isinstance(event, ContainerEvent):
             for sub in list(self._containers.get(event.container_id, ())):
+                sub.push(event)
+            for sub in list(self._all_containers):
                 sub.push(event)
         else:
             for image_sub in list(self._images):
@@ -173,6 +190,8 @@ class EventHub:
                 sub.lose(reason)
         for image_sub in self._images:
             image_sub.lose(reason)
+        for sub in self._all_containers:
+            sub.lose(reason)
 
     async def run(
         self,

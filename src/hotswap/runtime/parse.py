@@ -21,6 +21,7 @@ from hotswap.runtime.base import (
     EventKind,
     Health,
     ImageEvent,
+    LogLine,
 )
 
 # Our own bookkeeping labels, so an adopted container's address can be rebuilt.
@@ -82,10 +83,12 @@ def _health(state: Mapping[str, Any]) -> tuple[Health, str]:
     health = state.get("Health")
     if not health:
         return Health.NONE, ""
+    # A container with a healthcheck whose first probe has not run may report an empty
+    # status: that is "starting", not "no healthcheck".
     try:
-        status = Health(health.get("Status", "none"))
+        status = Health(health.get("Status") or Health.STARTING)
     except ValueError:
-        status = Health.NONE
+        status = Health.STARTING
     log = health.get("Log") or []
     output = str(log[-1].get("Output", "")).strip() if log else ""
     return status, output
@@ -139,7 +142,41 @@ def container_info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         exit_code=int(state.get("ExitCode", 0)) if exited else None,
         address=container_address(data),
         labels=labels,
+        restart_count=int(data.get("RestartCount") or 0),
+        restart_policy=str(
+            ((data.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""
+        ),
+        mounts=tuple(_mount(m) for m in data.get("Mounts") or []),
+        networks=tuple(
+            sorted(
+                set((data.get("NetworkSettings") or {}).get("Networks") or {}) - _DOCKER_NETWORKS
+            )
+        ),
     )
+
+
+_DOCKER_NETWORKS = frozenset({"bridge", "host", "none", "default"})
+
+
+def _mount(mount: Mapping[str, Any]) -> str:
+    """One mount as written in a route's volumes: "name:/path" or "/host:/path", ":ro" if so."""
+    source = mount.get("Name") if mount.get("Type") == "volume" else mount.get("Source")
+    text = f"{source or '?'}:{mount.get('Destination', '?')}"
+    return text if mount.get("RW", True) else f"{text}:ro"
+
+
+def log_line(raw: str) -> LogLine:
+    """A line Docker stamped ("2024-05-01T12:00:00.123456789Z text"); unstamped: (0, 0)."""
+    stamp, sep, text = raw.partition(" ")
+    if not sep or not stamp.endswith("Z") or "T" not in stamp:
+        return LogLine((0, 0), raw)
+    whole, _, fraction = stamp[:-1].partition(".")
+    try:
+        seconds = int(datetime.fromisoformat(whole + "+00:00").timestamp())
+    except ValueError:
+        return LogLine((0, 0), raw)
+    nanos = int((fraction[:9] or "0").ljust(9, "0")) if fraction.isdigit() else 0
+    return LogLine((seconds, nanos), text)
 
 
 def _event_time(event: Mapping[str, Any]) -> float:

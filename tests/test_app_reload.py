@@ -1,0 +1,61 @@
+"""Reload and the app keys: names apply at once, container settings redeploy (no Docker)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import trio
+
+from hotswap.app import App
+from hotswap.config import Config, DeployConfig, Route, Volume
+
+ROUTE = Route("app.test", "app:1", hosts=("www.app.test",))
+QUIET = DeployConfig(watch_images=False)
+
+
+class FakeDeployer:
+    def __init__(self) -> None:
+        self.deploys: list[tuple[str, bool]] = []
+
+    def update_config(self, config: Config) -> None:
+        pass
+
+    def start_deploy(self, domain: str, *, force: bool = False, **kw: Any) -> None:
+        self.deploys.append((domain, force))
+
+
+def app_with(config: Config) -> tuple[App, FakeDeployer]:
+    app = App(config)
+    deployer = FakeDeployer()
+    app.deployer = deployer  # type: ignore[assignment]
+    return app, deployer
+
+
+async def test_new_names_and_redirects_apply_at_once_without_a_deploy() -> None:
+    app, deployer = app_with(Config(deploy=QUIET, routes={"app.test": ROUTE}))
+    assert app.routes.resolve("www.app.test") == ("app.test", None)
+    renamed = dataclasses.replace(ROUTE, hosts=("api.app.test",))
+    new = Config(
+        deploy=QUIET, routes={"app.test": renamed}, redirects={"old.test": "https://app.test"}
+    )
+    async with trio.open_nursery() as nursery:
+        app._nursery = nursery
+        changes = app._apply(new)
+        nursery.cancel_scope.cancel()
+    assert deployer.deploys == []
+    assert changes == ["names (routes' hosts, redirects) updated"]
+    assert app.routes.resolve("www.app.test") is None
+    assert app.routes.resolve("api.app.test") == ("app.test", None)
+    assert app.routes.resolve("old.test") is not None
+
+
+async def test_a_changed_volume_redeploys_the_route() -> None:
+    app, deployer = app_with(Config(deploy=QUIET, routes={"app.test": ROUTE}))
+    changed = dataclasses.replace(ROUTE, volumes=(Volume("data", "/data"),))
+    async with trio.open_nursery() as nursery:
+        app._nursery = nursery
+        changes = app._apply(Config(deploy=QUIET, routes={"app.test": changed}))
+        nursery.cancel_scope.cancel()
+    assert deployer.deploys == [("app.test", True)]
+    assert changes == ["route app.test changed: deploying app:1"]
