@@ -29,12 +29,11 @@ from hotswap.config import (
     Route,
     ServerConfig,
     WebSocketDrain,
-    config_to_dict,
     default_config_path,
     load_config,
     parse_config,
-    render_default_config,
 )
+from hotswap.config_render import config_to_dict, render_default_config
 from hotswap.config_schema import SCHEMA, SECTION_KEYS, Kind
 from hotswap.errors import ConfigError
 

@@ -25,8 +25,8 @@ from hotswap.config import (
     Config,
     default_config_path,
     load_config,
-    render_default_config,
 )
+from hotswap.config_render import render_default_config
 from hotswap.errors import ConfigError, HotswapError
 from hotswap.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 

@@ -512,16 +512,3 @@ def _check_admin(server: ServerConfig, path: Path, report: Report) -> ServerConf
         report("server.admin_listen", f'same address as server.listen ("{server.listen}")')
     return replace(server, admin_token=token)
 
-
-def config_to_dict(config: Config) -> dict[str, Any]:
-    """`config` as TOML-ready data (durations and sizes spelled out) that parses back to it."""
-    from hotswap.config_render import config_to_dict as to_dict  # config_render imports us
-
-    return to_dict(config)
-
-
-def render_default_config() -> str:
-    """The commented default configuration written by `config init` and by `serve` on first run."""
-    from hotswap.config_render import render_default_config as render
-
-    return render()

@@ -27,6 +27,24 @@ from proxy_helpers import (
         b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost app.test\r\n\r\n",
         b"NOT A REQUEST\r\n\r\n",
+        # Content-Length malformed, or sent twice with different values
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: +3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3 4\r\n\r\nabc",
+        # a transfer coding other than a final chunked
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: identity\r\n\r\n",
+        # request-targets not of RFC 9112 3.2's forms for their method
+        b"GET app.test/x HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET ftp://app.test/x HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET app.test:80 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        # bare CR, NUL and other control characters; obs-fold
+        b"GET / HTTP/1.1\r\nHost: app.test\rX-A: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\x00b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\x01b\r\n\r\n",
+        b"GET /a\x7fb HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\r\n b\r\n\r\n",
+        b"GET  / HTTP/1.1\r\nHost: app.test\r\n\r\n",
     ],
 )
 async def test_malformed_or_ambiguous_requests_are_refused_and_never_forwarded(head: bytes) -> None:
@@ -38,6 +56,65 @@ async def test_malformed_or_ambiguous_requests_are_refused_and_never_forwarded(h
         assert status_of(raw) in (400, 501)
         assert b"connection: close" in raw.lower()
         assert up.connections == 0
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        # a response head over the limit (64 KiB) is never relayed
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200_000 + b"\r\nContent-Length: 0\r\n\r\n",
+        # obs-fold, a NUL, a bare CR in a response head
+        b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: a\rContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+    ],
+)
+async def test_an_invalid_upstream_response_head_is_502_and_never_relayed(response: bytes) -> None:
+    async def bad(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.send_all(response)
+
+    async with harness() as h:
+        backend = h.route("app.test", await h.raw_upstream(bad))
+        proxy = await h.proxy()
+        raw = await raw_exchange(
+            proxy.port, b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+        )
+        assert status_of(raw) == 502
+        assert b"x-big" not in raw.lower() and b"x-a" not in raw.lower()
+        assert backend.stats.errors == 1
+
+
+async def test_an_upstream_body_that_stalls_closes_the_client_after_upstream_response_timeout() -> (
+    None
+):
+    async def stalls(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await trio.sleep_forever()
+
+    async with harness() as h:
+        backend = h.route("app.test", await h.raw_upstream(stalls))
+        proxy = await h.proxy(upstream_response_timeout=0.3)
+        raw = await raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert status_of(raw) == 200 and body == b"abc"  # closed: never passed as complete
+        await backend.inflight.wait_idle()
+        assert backend.stats.errors == 1
+
+
+async def test_head_to_an_unknown_host_is_404_with_its_length_and_no_body() -> None:
+    async with harness() as h:
+        proxy = await h.proxy()
+        async with Client.connect(proxy.port) as client:
+            resp = await client.request("HEAD", "/", "nowhere.test")
+            assert resp.status == 404 and resp.body == b""
+            assert int(resp.headers[b"content-length"]) > 0
+            # the connection is still in step: the next request is answered
+            assert (await client.request("GET", "/", "nowhere.test")).status == 404
 
 
 async def test_error_pages_have_a_status_line_with_a_reason() -> None:

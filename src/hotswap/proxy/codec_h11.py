@@ -2,9 +2,9 @@
 
 h11 parses and validates; this adapter adds what h11 lets through and the proxy
 must refuse: Content-Length together with Transfer-Encoding (h11 lets the
-transfer coding win), obs-fold line continuations (h11 unfolds them), and a head
-over the size limit that arrived in one read (h11 bounds only heads that arrive
-in pieces).
+transfer coding win), obs-fold line continuations (h11 unfolds them), control
+characters in field values (h11 refuses only NUL), and a head over the size
+limit that arrived in one read (h11 bounds only heads that arrive in pieces).
 
 Heads are sent with h11's `_parsed=True`: they are made of fields h11 parsed
 and validated plus values the proxy produces, and re-validating them was a
@@ -40,6 +40,9 @@ _CAN_RESPOND: Final = frozenset({h11.IDLE, h11.SEND_RESPONSE})
 _RESPONSE_SENT: Final = frozenset({h11.DONE, h11.MUST_CLOSE})
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _OBS_FOLD = re.compile(rb"\n[ \t]")
+# Control characters h11 lets through in field values (it refuses only NUL and
+# whitespace other than SP / HTAB): none may reach a backend.
+_CONTROL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _head_size(first: bytes, second: bytes, headers: Headers) -> int:
@@ -79,8 +82,11 @@ class _H11Codec:
         (after a 1xx response), so the bytes after this one are watched too."""
         raw = self._head_bytes
         match = _HEAD_END.search(raw)
-        if match is not None and _OBS_FOLD.search(raw, 0, match.start()):
-            raise ProtocolError("obs-fold (a header line continued on the next line)")
+        if match is not None:
+            if _OBS_FOLD.search(raw, 0, match.start()):
+                raise ProtocolError("obs-fold (a header line continued on the next line)")
+            if _CONTROL.search(raw, 0, match.start()):
+                raise ProtocolError("a control character in the head")
         if size > self._max_head:
             raise ProtocolError(f"the head exceeds {self._max_head} bytes", 431)
         self._in_head = another_head

@@ -304,7 +304,7 @@ class ClientConnection:
             )
             if self.codec.can_respond:
                 outcome.status = 504
-                await self._answer(504, cause)
+                await self._answer(504, "the app did not answer in time")
         self.ctx.record(outcome, self.peer, config)
 
     async def _linger(self) -> None:

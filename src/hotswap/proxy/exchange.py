@@ -53,6 +53,12 @@ log = logging.getLogger(__name__)
 IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 FLUSH_SIZE: Final = 64 * 1024
 _CLOSE: Final = (b"connection", b"close")
+# What a client is told of an upstream failure; the cause (addresses, the bytes the
+# upstream sent) goes to the log only, as nginx and Caddy do.
+_PUBLIC_DETAIL: Final = {
+    502: "the app could not answer this request",
+    504: "the app did not answer in time",
+}
 
 
 class UpstreamBroken(UpstreamError):
@@ -159,7 +165,7 @@ class Exchange:
                 exc.http_status,
                 exc,
             )
-            await self._fail(exc.http_status, str(exc))
+            await self._fail(exc.http_status, _PUBLIC_DETAIL.get(exc.http_status, ""))
         finally:
             up = self.up
             if up is not None and self.tunnel is None:
