@@ -100,7 +100,7 @@ async def test_an_upstream_body_that_stalls_closes_the_client_after_upstream_res
         backend = h.route("app.test", await h.raw_upstream(stalls))
         proxy = await h.proxy(upstream_response_timeout=0.3)
         raw = await raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        head, _, body = raw.partition(b"\r\n\r\n")
+        _, _, body = raw.partition(b"\r\n\r\n")
         assert status_of(raw) == 200 and body == b"abc"  # closed: never passed as complete
         await backend.inflight.wait_idle()
         assert backend.stats.errors == 1
