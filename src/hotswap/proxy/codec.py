@@ -65,6 +65,7 @@ class RequestHead:
         "length",
         "method",
         "target",
+        "upgrade",
     )
 
     def __init__(
@@ -78,6 +79,7 @@ class RequestHead:
         chunked: bool,
         expect_continue: bool,
         head_size: int,
+        upgrade: bool,
     ) -> None:
         self.method = method
         self.target = target
@@ -87,6 +89,7 @@ class RequestHead:
         self.chunked = chunked  # Transfer-Encoding: chunked
         self.expect_continue = expect_continue  # Expect: 100-continue (HTTP/1.1)
         self.head_size = head_size  # bytes of the request line and fields as received
+        self.upgrade = upgrade  # it has an Upgrade header (a switch may be asked for)
 
     @property
     def has_body(self) -> bool:

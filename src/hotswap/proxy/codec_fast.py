@@ -445,6 +445,7 @@ class FastServerCodec(_FastCodec):
             chunked=chunked,
             expect_continue=expect,
             head_size=len(head),
+            upgrade=upgrade,
         )
 
     def _body_complete(self) -> None:

@@ -175,6 +175,7 @@ class H11ServerCodec(_H11Codec):
             chunked=chunked,
             expect_continue=self._h11.they_are_waiting_for_100_continue,
             head_size=size,
+            upgrade=any(name == b"upgrade" for name, _ in headers),
         )
 
     @property

@@ -201,7 +201,7 @@ class Exchange:
         request = self.request
         client = self.client
         has_body = request.has_body
-        upgrade = is_upgrade_request(request.headers)
+        upgrade = is_upgrade_request(request.headers) if request.upgrade else None
         if upgrade is not None and upgrade != b"websocket":
             # Only WebSocket upgrades become tunnels (their frames are tracked, so a
             # deploy can close them cleanly); h2c and others go on as plain HTTP/1.1.
@@ -308,7 +308,7 @@ class Exchange:
                 if watch:
                     client.watch(True)
                 try:
-                    data = await transport.receive(RECEIVE_SIZE)
+                    data = await transport.receive_after_wait(RECEIVE_SIZE)
                 finally:
                     if watch:
                         client.watch(False)

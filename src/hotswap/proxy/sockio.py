@@ -42,6 +42,9 @@ class Transport(Protocol):
     async def receive(self, max_bytes: int) -> bytes:
         """Up to `max_bytes` (b"" at EOF), waiting if nothing is readable yet."""
 
+    async def receive_after_wait(self, max_bytes: int) -> bytes:
+        """receive(), when receive_nowait() just found nothing: waits first."""
+
     def send_nowait(self, data: bytes) -> int:
         """Write what fits now; how many bytes were written."""
 
@@ -87,6 +90,10 @@ class SocketTransport:
         else:
             await self._fair()
             return data
+        return await self.receive_after_wait(max_bytes)
+
+    async def receive_after_wait(self, max_bytes: int) -> bytes:
+        sock = self.socket
         self._run = 0
         while True:
             await trio.lowlevel.wait_readable(sock)
@@ -147,6 +154,9 @@ class StreamTransport:
         return None  # a stream may hold decrypted bytes the socket does not show
 
     async def receive(self, max_bytes: int) -> bytes:
+        return bytes(await self.stream.receive_some(max_bytes))
+
+    async def receive_after_wait(self, max_bytes: int) -> bytes:
         return bytes(await self.stream.receive_some(max_bytes))
 
     def send_nowait(self, data: bytes) -> int:
