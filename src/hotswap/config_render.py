@@ -29,7 +29,7 @@ _HEADER = """\
 # hotswap configuration (TOML).
 #
 # Every key is listed with its default value, commented out: uncomment a line to
-# change it. Durations: "500ms", "90s", "1m30s", "2h". Sizes: "512KB", "10MB"
+# change it. Durations: "500ms", "90s", "1m30s", "2h", "30d". Sizes: "512KB", "10MB"
 # (decimal), "1MiB" (binary), or a number of bytes. Addresses: "host:port",
 # "[::1]:8080". `hotswap config check` validates this file; the reference is
 # docs/configuration.md.
