@@ -1,0 +1,1 @@
+"""HTTPS: certificates (files and ACME), SNI selection, TLS handshakes."""
