@@ -25,6 +25,7 @@ from hotswap.config import (
     ReadinessMode,
     Route,
     ServerConfig,
+    TlsMode,
     WebSocketDrain,
     config_to_dict,
     default_config_path,
@@ -537,8 +538,14 @@ def test_rendered_default_config_uncommented_keys_are_the_defaults() -> None:
 
 
 def flatten(data: dict[str, Any]) -> dict[str, Any]:
-    return {f"{section}.{key}": value for section in SECTION_KEYS for key, value in
-            data[section].items()}
+    """Every section key's value by its dotted name ("tls.acme.email"); subtables skipped."""
+    flat = {}
+    for section, specs in SECTION_KEYS.items():
+        table = data
+        for part in section.split("."):
+            table = table[part]
+        flat.update({spec.name: table[spec.leaf] for spec in specs})
+    return flat
 
 
 def test_schema_covers_every_dataclass_field_with_its_default() -> None:
@@ -558,6 +565,7 @@ def test_schema_choices_are_the_enumerations() -> None:
         "deploy.readiness_mode": ReadinessMode,
         "deploy.drain_mode": DrainMode,
         "deploy.websocket_drain": WebSocketDrain,
+        "routes.<domain>.tls": TlsMode,
     }
     choices = {spec.name: spec.choices for spec in SCHEMA if spec.kind is Kind.CHOICE}
     assert choices == {name: tuple(member.value for member in enum) for name, enum in
@@ -580,7 +588,7 @@ def test_example_config_loads() -> None:
 
 def test_example_config_mentions_every_key() -> None:
     text = EXAMPLE.read_text()
-    for section in ("server", "docker", "deploy", "routes", "external_routes"):
+    for section in ("server", "docker", "deploy", "tls", "tls.acme", "routes", "external_routes"):
         assert f"[{section}]" in text, section
     for spec in SCHEMA:
         if spec.leaf != "<domain>":
