@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import h11
 import trio
 import trustme
 
@@ -107,3 +109,63 @@ def served_names(tls: trio.SSLStream[trio.SocketStream]) -> list[str]:
     peer = tls.getpeercert()
     assert peer is not None
     return [value for kind, value in peer.get("subjectAltName", ()) if kind == "DNS"]
+
+
+class ChallengeResponder:
+    """The plain-HTTP side of HTTP-01 before the proxy has it: a tiny h11 server on
+    127.0.0.1:`port` that answers with the same function the proxy will call
+    (TlsManager.challenge_response); 404 for anything else, or for everything while
+    `refuse` is set. `served` counts the tokens it answered."""
+
+    def __init__(self, answer: Callable[[str, str, str], bytes | None], port: int) -> None:
+        self.answer = answer
+        self.port = port
+        self.refuse = False
+        self.served = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
+        task_status.started()
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        connection = h11.Connection(h11.SERVER)
+        try:
+            with trio.fail_after(10):
+                while True:
+                    event = connection.next_event()
+                    if event is h11.NEED_DATA:
+                        connection.receive_data(await stream.receive_some(4096))
+                        continue
+                    break
+                if not isinstance(event, h11.Request):
+                    return
+                host = dict(event.headers).get(b"host", b"").decode("latin-1")
+                body = None
+                if not self.refuse:
+                    body = self.answer(event.method.decode(), host, event.target.decode("latin-1"))
+                status, content = (200, body) if body is not None else (404, b"not found")
+                self.served += body is not None
+                headers = [("content-length", str(len(content))), ("connection", "close")]
+                await stream.send_all(
+                    connection.send(h11.Response(status_code=status, headers=headers))
+                )
+                await stream.send_all(connection.send(h11.Data(data=content)))
+                await stream.send_all(connection.send(h11.EndOfMessage()))
+        except (trio.BrokenResourceError, trio.TooSlowError, h11.RemoteProtocolError):
+            pass
+        finally:
+            await stream.aclose()
+
+
+class FakeClock:
+    """A wall clock that moves only when told: for renewal and back-off schedules."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
