@@ -5,7 +5,12 @@
                  "backend": {"name": ..., "container_id": ..., "image": ..., "address": ...},
                  "in_flight": 0, "tunnels": 0, "requests": 12, "errors": 0,
                  "client_aborts": 0, "connect_errors": 0,
-                 "deploy": {...what the deployer reports for the domain...}}],
+                 "deploy": {...what the deployer reports for the domain...},
+                 "tls": {"https": true, "off": false, "certificate": {names, issuer,
+                         not_after, source: file | acme, ...}, "acme": {state, last_error,
+                         next_attempt, renew_at, ...}} or null},
+                ...],
+     "tls": {"listen": ..., "acme": {"directory", "email"} or null, "certificates": [...]},
      "other": {...anything else the deployer reports, e.g. unmanaged containers...}}
 
 A domain shows up if the config names it or the route table routes it (a
@@ -55,7 +60,10 @@ def build_status(
     routes: Iterable[tuple[str, Backend]],
     deployer_status: Mapping[str, Any],
     open_connections: int,
+    tls: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The status document; `tls` is TlsManager.status() (None: no TLS manager)."""
+    tls_domains: Mapping[str, Any] = (tls or {}).get("domains") or {}
     backends = dict(routes)
     domains = sorted(set(config.routes) | set(config.external_routes) | set(backends))
     per_domain, other = split_deployer_status(deployer_status, domains)
@@ -80,14 +88,23 @@ def build_status(
             "client_aborts": backend.stats.client_aborts if backend else 0,
             "connect_errors": backend.stats.connect_errors if backend else 0,
             "deploy": dict(per_domain.get(domain) or {}),
+            "tls": tls_domains.get(domain.partition("/")[0]),
         }
         entries.append(entry)
     return {
         "version": __version__,
         "open_connections": open_connections,
         "routes": entries,
+        "tls": {key: value for key, value in (tls or {}).items() if key != "domains"} or None,
         "other": other,
     }
+
+
+def tls_samples(tls: object) -> tuple[list[tuple[str, float]], list[tuple[str, int]]]:
+    """(certificate expiry per domain, ACME failures in a row per order) for the gauges."""
+    expiry = getattr(tls, "expiry_samples", None)
+    failures = getattr(tls, "failure_samples", None)
+    return (expiry() if expiry else [], failures() if failures else [])
 
 
 def in_flight_samples(routes: Iterable[tuple[str, Backend]]) -> list[tuple[str, int, int]]:

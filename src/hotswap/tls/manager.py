@@ -106,6 +106,7 @@ class TlsManager:
         self._wake = trio.Event()
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._orders_released = trio.Event()
         self._limiter = trio.CapacityLimiter(ACME_THREADS)
         self._store_lock = trio.Lock()
         self._store_open = False
@@ -155,19 +156,34 @@ class TlsManager:
 
     # -- running -------------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load stored certificates, signal started (HTTPS can serve them), keep orders valid."""
+    async def run(
+        self,
+        *,
+        hold_orders: bool = False,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Load stored certificates, signal started (HTTPS can serve them), keep orders valid.
+
+        `hold_orders`: place no order until release_orders() — the app calls it once
+        the plain listener that answers the CA's challenges is up.
+        """
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
             for order in self.plan.orders.values():
                 self._states[order.name] = OrderState(order)
             for state in self._states.values():
                 await self._load_stored(state)
             self._publish()
+            task_status.started()
+            if hold_orders:
+                await self._orders_released.wait()
+            self._nursery = nursery
             for state in self._states.values():
                 nursery.start_soon(self._maintain, state)
-            task_status.started()
             await trio.sleep_forever()
+
+    def release_orders(self) -> None:
+        """Let run(hold_orders=True) start placing ACME orders."""
+        self._orders_released.set()
 
     def apply(self, config: Config) -> list[str]:
         """A reload: new certificate files, ACME settings and routes; one line per change."""
