@@ -19,7 +19,14 @@ import pytest
 import trio
 import trio.testing
 from pebble_server import Pebble, free_port
-from tls_helpers import ChallengeResponder, FakeClock, TlsTestServer, handshake, served_names
+from tls_helpers import (
+    ChallengeResponder,
+    FakeClock,
+    ThrowawayCA,
+    TlsTestServer,
+    handshake,
+    served_names,
+)
 
 from hotswap.config import Config, parse_config
 from hotswap.tls.manager import TlsManager
@@ -214,11 +221,13 @@ async def test_a_domain_added_at_reload_gets_its_certificate_and_the_others_keep
 
 
 async def test_an_unreachable_ca_is_an_error_and_failures_back_off_exponentially(
-    tmp_path: Path, pebble: Pebble
+    tmp_path: Path,
 ) -> None:
-    closed = free_port()  # nothing listens there
+    closed = free_port()  # nothing listens there (and no Pebble is needed)
+    bundle = tmp_path / "ca.pem"
+    ThrowawayCA(tmp_path).ca.cert_pem.write_to_path(str(bundle))
     config = config_for(
-        tmp_path, f"https://127.0.0.1:{closed}/dir", pebble.ca_bundle, {"app.example.com": "a:1"}
+        tmp_path, f"https://127.0.0.1:{closed}/dir", bundle, {"app.example.com": "a:1"}
     )
     clock = FakeClock()
     manager = TlsManager(config, clock=clock, backoff=BACKOFF)
