@@ -28,6 +28,7 @@ from hotswap.config import (
     RestartPolicy,
     Route,
     ServerConfig,
+    TlsMode,
     WebSocketDrain,
     default_config_path,
     load_config,
@@ -539,8 +540,14 @@ def test_rendered_default_config_uncommented_keys_are_the_defaults() -> None:
 
 
 def flatten(data: dict[str, Any]) -> dict[str, Any]:
-    return {f"{section}.{key}": value for section in SECTION_KEYS for key, value in
-            data[section].items()}
+    """Every section key's value by its dotted name ("tls.acme.email"); subtables skipped."""
+    flat = {}
+    for section, specs in SECTION_KEYS.items():
+        table = data
+        for part in section.split("."):
+            table = table[part]
+        flat.update({spec.name: table[spec.leaf] for spec in specs})
+    return flat
 
 
 def test_schema_covers_every_dataclass_field_with_its_default() -> None:
@@ -563,6 +570,7 @@ def test_schema_choices_are_the_enumerations() -> None:
         "server.http_parser": HttpParser,
         "server.access_log": AccessLogFormat,
         "routes.<domain>.restart": RestartPolicy,
+        "routes.<domain>.tls": TlsMode,
     }
     choices = {spec.name: spec.choices for spec in SCHEMA if spec.kind is Kind.CHOICE}
     assert choices == {name: tuple(member.value for member in enum) for name, enum in
@@ -587,7 +595,9 @@ def test_example_config_loads() -> None:
 
 def test_example_config_mentions_every_key() -> None:
     text = EXAMPLE.read_text()
-    for section in ("server", "docker", "deploy", "routes", "external_routes", "redirects"):
+    for section in (
+        "server", "docker", "deploy", "tls", "tls.acme", "routes", "external_routes", "redirects"
+    ):
         assert f"[{section}]" in text, section
     for spec in SCHEMA:
         if spec.leaf != "<domain>":

@@ -17,6 +17,8 @@ from hotswap.units import format_duration, format_size, parse_duration, parse_si
         ("1m30s", 90.0),
         ("2h", 7200.0),
         ("1h30m", 5400.0),
+        ("30d", 2_592_000.0),
+        ("1d12h", 129_600.0),
         ("1.5s", 1.5),
         ("1h2m3s4ms", 3723.004),
         ("0s", 0.0),
@@ -32,16 +34,18 @@ def test_parse_duration_accepts_units_largest_first(text: str, seconds: float) -
     ("text", "message"),
     [
         ("10", 'invalid duration "10": a unit is required, like "10s" or "10ms"'),
-        ("", 'invalid duration "": expected a number with a unit (ms, s, m, h), '
+        ("", 'invalid duration "": expected a number with a unit (ms, s, m, h, d), '
              'like "500ms", "90s" or "1m30s"'),
         ("5 minutes", 'invalid duration "5 minutes": expected a number with a unit '
-                      '(ms, s, m, h), like "500ms", "90s" or "1m30s"'),
-        ("-1s", 'invalid duration "-1s": expected a number with a unit (ms, s, m, h), '
+                      '(ms, s, m, h, d), like "500ms", "90s" or "1m30s"'),
+        ("-1s", 'invalid duration "-1s": expected a number with a unit (ms, s, m, h, d), '
                 'like "500ms", "90s" or "1m30s"'),
         ("30s1m", 'invalid duration "30s1m": units must go from largest to smallest, '
                   'each at most once, like "1h30m" or "1m30s"'),
         ("1s1s", 'invalid duration "1s1s": units must go from largest to smallest, '
                  'each at most once, like "1h30m" or "1m30s"'),
+        ("12h1d", 'invalid duration "12h1d": units must go from largest to smallest, '
+                  'each at most once, like "1h30m" or "1m30s"'),
     ],
 )
 def test_parse_duration_rejects_with_a_hint(text: str, message: str) -> None:
@@ -52,7 +56,16 @@ def test_parse_duration_rejects_with_a_hint(text: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.0, "0s"), (90.0, "90s"), (0.5, "500ms"), (2.0, "2s"), (0.0015, "0.0015s")],
+    [
+        (0.0, "0s"),
+        (90.0, "90s"),
+        (0.5, "500ms"),
+        (2.0, "2s"),
+        (0.0015, "0.0015s"),
+        (86_400.0, "1d"),
+        (2_592_000.0, "30d"),
+        (129_600.0, "129600s"),
+    ],
 )
 def test_format_duration_is_short(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

@@ -4,6 +4,7 @@
     ├── docker events task        (runtime.run)
     ├── restart watch             (routes follow their containers across Docker's restarts)
     ├── deployer                  (deploy nursery: one task per deploy)
+    ├── tls manager               (one task per ACME order: issue, renew, back off)
     ├── proxy server              (handler nursery: one task per client connection)
     ├── admin server              (handler nursery: one task per admin connection)
     ├── image watch               (when deploy.watch_images)
@@ -48,6 +49,7 @@ class App:
         from hotswap.deploy.deployer import Deployer
         from hotswap.deploy.restarts import RestartWatch
         from hotswap.runtime.docker import DockerRuntime
+        from hotswap.tls.manager import TlsManager
 
         self.config = config
         self.metrics = Metrics()
@@ -63,6 +65,7 @@ class App:
         )
         self.proxy: object | None = None  # ProxyServer once started
         self.admin_port: int | None = None
+        self.tls = TlsManager(config)  # certificates (files, ACME); status and metrics read it
         self.deployer.on_result = self._observe_deploy
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -108,6 +111,9 @@ class App:
             changes.append(f"deploy settings changed: {', '.join(changed)}")
         if new.docker != old.docker:
             changes.append("docker settings changed: they apply at the next restart")
+        if new.tls.listen != old.tls.listen or new.tls.certs_dir != old.tls.certs_dir:
+            changes.append("tls.listen / tls.certs_dir changed: they apply at the next restart")
+        changes.extend(self.tls.apply(new))
         self.config = new
         self.deployer.update_config(new)
         if route_hosts(new) != route_hosts(old) or new.redirects != old.redirects:
@@ -204,11 +210,25 @@ class App:
             nursery.start_soon(self.runtime.run)
             await nursery.start(self.restarts.run)
         await nursery.start(self.deployer.run)
+        # Stored certificates are loaded before the proxy listens; ACME orders wait for the
+        # plain listener, which answers the CA's challenges.
+        await nursery.start(functools.partial(self.tls.run, hold_orders=True))
         self.proxy = await nursery.start(
             functools.partial(serve_proxy, observe=self.metrics.observe_request),
             self.server_config,
             self.routes,
         )
+        if getattr(self.proxy, "serves_tls", False):
+            self.tls.release_orders()  # the plain listener answers the CA's challenges now
+        elif self.config.tls.listen is not None:
+            # Issue 10, pending proxy integration: proxy/server.py serves tls.listen with
+            # self.tls.context, answers self.tls.challenge_response() on the plain listener
+            # and sets `serves_tls`; until then ACME orders are held (they could not pass).
+            log.warning(
+                "tls.listen=%s is set, but this build's proxy has no HTTPS listener yet: "
+                "certificate files are checked and shown, ACME orders are held",
+                self.config.tls.listen,
+            )
         self.admin_port = await nursery.start(serve_admin, self)
         if self.config.deploy.watch_images:
             # Before start_up: a tag moving during the start-up deploys is seen.

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hotswap import config_apps as apps
 from hotswap.addresses import is_loopback, normalize_domain
@@ -34,11 +34,16 @@ from hotswap.config_values import (
     describe,
     is_host,
     key_part,
+    parse_certificate_files,
+    parse_cidrs,
     parse_env,
     syntax_error_position,
     unquoted_domain,
 )
 from hotswap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hotswap.tls.certificate import Certificate
 
 
 class NetworkMode(enum.StrEnum):
@@ -82,6 +87,8 @@ class AccessLogFormat(enum.StrEnum):
     JSON = "json"
     COMBINED = "combined"
     OFF = "off"
+
+
 class RestartPolicy(enum.StrEnum):
     """Docker's restart policy of the app containers."""
 
@@ -89,6 +96,11 @@ class RestartPolicy(enum.StrEnum):
     ON_FAILURE = "on-failure"
     UNLESS_STOPPED = "unless-stopped"
     ALWAYS = "always"
+
+
+class TlsMode(enum.StrEnum):
+    AUTO = "auto"  # a loaded certificate that covers the name, else ACME when configured
+    OFF = "off"  # plain HTTP only
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,7 @@ class ServerConfig:
     http_parser: HttpParser = HttpParser.FAST
     access_log: AccessLogFormat = AccessLogFormat.TEXT
     request_id: bool = True
+    trusted_proxies: tuple[str, ...] = ()  # normalised networks, e.g. "10.0.0.0/8"
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,43 @@ class DeployConfig:
     watch_images: bool = True
     stabilization: float = 2.0
     websocket_drain: WebSocketDrain = WebSocketDrain.CLOSE
+
+
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class CertificateFiles:
+    """One entry of tls.certificates: the files as written, and what the loader read."""
+
+    cert: str
+    key: str
+    # Read and checked when the config is loaded (None only for a Config built in code).
+    certificate: Certificate | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class AcmeConfig:
+    email: str = ""  # ACME is on when set
+    directory: str = LETS_ENCRYPT_DIRECTORY
+    ca_bundle: str = ""  # relative to the config file; "" = the system's CAs
+    renew_before: float = 30 * DAY
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.email)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    listen: Address | None = None  # None: no HTTPS listener
+    certificates: tuple[CertificateFiles, ...] = ()
+    redirect_http: bool = True
+    hsts: str = ""
+    handshake_timeout: float = 10.0
+    certs_dir: str = ""  # "" = tls.store.default_certs_dir()
+    acme: AcmeConfig = field(default_factory=AcmeConfig)
 
 
 @dataclass(frozen=True)
@@ -176,10 +226,12 @@ class Route:
     memory: int = 0  # bytes; 0 = no limit
     cpus: float = 0.0  # 0 = no limit
     restart: RestartPolicy = RestartPolicy.UNLESS_STOPPED
+    tls: TlsMode = TlsMode.AUTO
 
     def container_settings(self) -> Route:
-        """The route without what the proxy alone uses (its names): what a deploy runs."""
-        return replace(self, hosts=())
+        """The route without what the proxy alone uses (its names, its TLS mode): what a
+        deploy runs, so a change of these alone needs no deploy."""
+        return replace(self, hosts=(), tls=TlsMode.AUTO)
 
 
 @dataclass(frozen=True)
@@ -196,6 +248,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     routes: Mapping[str, Route] = field(default_factory=dict)
     external_routes: Mapping[str, ExternalRoute] = field(default_factory=dict)
     redirects: Mapping[str, str] = field(default_factory=dict)  # name -> origin (308)
@@ -215,7 +268,10 @@ _CHOICE_TYPES: dict[str, type[enum.StrEnum]] = {
     "server.http_parser": HttpParser,
     "server.access_log": AccessLogFormat,
     "routes.<domain>.restart": RestartPolicy,
+    "routes.<domain>.tls": TlsMode,
 }
+# Tables inside a section, parsed into their own dataclass.
+_SUBSECTIONS: dict[str, type[AcmeConfig]] = {"tls.acme": AcmeConfig}
 _SECTION_SPECS = {spec.name: spec for keys in SECTION_KEYS.values() for spec in keys}
 _ROUTE_SPECS = {spec.leaf: spec for spec in ROUTE_KEYS[1:]}
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # sent in an Authorization header: visible ASCII
@@ -269,6 +325,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     server = ServerConfig(**_parse_section("server", tables.get("server", {}), report))
     docker = _parse_section("docker", tables.get("docker", {}), report)
     deploy = DeployConfig(**_parse_section("deploy", tables.get("deploy", {}), report))
+    tls = TlsConfig(**_parse_section("tls", tables.get("tls", {}), report))
     seen: dict[str, str] = {}  # domain -> key path that defined it first
     routes = _parse_routes(tables.get("routes", {}), seen, report, path.parent)
     external = _parse_external_routes(tables.get("external_routes", {}), seen, report)
@@ -283,6 +340,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                     "cannot join other networks",
                 )
     server = _check_admin(server, path, report)
+    tls = _check_tls(tls, path, report)
     if problems:
         raise ConfigError(problems)
     return Config(
@@ -290,6 +348,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         server=server,
         docker=DockerConfig(**docker),
         deploy=deploy,
+        tls=tls,
         routes=routes,
         external_routes=external,
         redirects=redirects,
@@ -302,8 +361,21 @@ def _parse_section(name: str, table: Mapping[str, Any], report: Report) -> dict[
         dotted = f"{name}.{leaf}"
         key = f"{name}.{key_part(leaf)}"
         spec = _SECTION_SPECS.get(dotted)
+        if dotted in _SUBSECTIONS:
+            if isinstance(raw, dict):
+                fields[leaf] = _SUBSECTIONS[dotted](**_parse_section(dotted, raw, report))
+            else:
+                report(key, f"expected a table, got {describe(raw)}")
+            continue
         if spec is None:
             report(key, "unknown key" + _hint(leaf, [s.name for s in SECTION_KEYS[name]]))
+            continue
+        if spec.kind is Kind.CIDRS:
+            fields[leaf] = parse_cidrs(raw, key, report)
+            continue
+        if spec.kind is Kind.CERTIFICATES:
+            pairs = parse_certificate_files(raw, key, report)
+            fields[leaf] = tuple(CertificateFiles(cert, key_file) for cert, key_file in pairs)
             continue
         value = _convert(spec, raw, key, report)
         if value is not _INVALID:
@@ -381,6 +453,10 @@ def _parse_route_table(
         if leaf not in _ROUTE_SPECS:
             candidates = [f"{route_key}.{name}" for name in _ROUTE_SPECS]
             report(key, "unknown key" + _hint(leaf, candidates, other_sections=False))
+        elif leaf == "tls":
+            mode = _convert(_ROUTE_SPECS["tls"], raw, key, report)
+            if mode is not _INVALID:
+                fields["tls"] = mode
         elif leaf == "port":
             if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 65535:
                 fields["port"] = raw
@@ -512,3 +588,22 @@ def _check_admin(server: ServerConfig, path: Path, report: Report) -> ServerConf
         report("server.admin_listen", f'same address as server.listen ("{server.listen}")')
     return replace(server, admin_token=token)
 
+
+def _check_tls(tls: TlsConfig, path: Path, report: Report) -> TlsConfig:
+    """Read and check the certificate files, the CA bundle and the ACME settings."""
+    if not (tls.certificates or tls.acme != AcmeConfig() or tls.hsts):
+        return tls
+    # imports cryptography: only when needed
+    from hotswap.config_tls import check_acme, check_hsts, load_certificates
+
+    pairs = [(files.cert, files.key) for files in tls.certificates]
+    loaded = [
+        replace(files, certificate=certificate)
+        for files, certificate in zip(
+            tls.certificates, load_certificates(pairs, path, report), strict=True
+        )
+        if certificate is not None
+    ]
+    check_acme(tls.acme.email, tls.acme.ca_bundle, path, report)
+    check_hsts(tls.hsts, report)
+    return replace(tls, certificates=tuple(loaded))

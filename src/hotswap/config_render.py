@@ -7,6 +7,7 @@ Config (tested).
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from typing import Any
 
@@ -30,7 +31,7 @@ _HEADER = """\
 # hotswap configuration (TOML).
 #
 # Every key is listed with its default value, commented out: uncomment a line to
-# change it. Durations: "500ms", "90s", "1m30s", "2h". Sizes: "512KB", "10MB"
+# change it. Durations: "500ms", "90s", "1m30s", "2h", "30d". Sizes: "512KB", "10MB"
 # (decimal), "1MiB" (binary), or a number of bytes. Addresses: "host:port",
 # "[::1]:8080". `hotswap config check` validates this file; the reference is
 # docs/configuration.md.
@@ -56,6 +57,7 @@ _ROUTES = """\
 # memory = ""                           # e.g. "512MB"; "" = no limit
 # cpus = 0                              # e.g. 1.5; 0 = no limit
 # restart = "unless-stopped"            # no | on-failure | unless-stopped | always
+# tls = "auto"                          # auto (a certificate or ACME) | off (plain HTTP only)
 """
 
 _EXTERNAL_ROUTES = """\
@@ -85,17 +87,38 @@ def to_toml(kind: Kind, value: object) -> object:
         return format_size(value)
     if kind in (Kind.ADDRESS, Kind.LISTEN_ADDRESS, Kind.CHOICE):
         return str(value)
+    if kind is Kind.OPTIONAL_LISTEN_ADDRESS:
+        return "" if value is None else str(value)
+    if kind is Kind.CIDRS:
+        assert isinstance(value, tuple)
+        return list(value)
+    if kind is Kind.CERTIFICATES:
+        assert isinstance(value, tuple)
+        return [{"cert": files.cert, "key": files.key} for files in value]
     return value
+
+
+def section_values(config: Config, section: str) -> Any:
+    """The dataclass of a section: config.tls.acme for "tls.acme"."""
+    return functools.reduce(getattr, section.split("."), config)
+
+
+def section_table(data: dict[str, Any], section: str) -> dict[str, Any]:
+    """The TOML table of a section inside `data`, created on the way."""
+    table = data
+    for part in section.split("."):
+        table = table.setdefault(part, {})
+    return table
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
     """`config` as TOML-ready data that parse_config() turns back into an equal Config."""
     data: dict[str, Any] = {}
     for section, specs in SECTION_KEYS.items():
-        values = getattr(config, section)
-        data[section] = {
-            spec.leaf: to_toml(spec.kind, getattr(values, spec.leaf)) for spec in specs
-        }
+        values = section_values(config, section)
+        table = section_table(data, section)
+        for spec in specs:
+            table[spec.leaf] = to_toml(spec.kind, getattr(values, spec.leaf))
     if config.server.admin_token_file:
         # The token came from the file and is read from it again on load.
         data["server"]["admin_token"] = ""
@@ -120,6 +143,8 @@ def _route_to_toml(route: Route) -> str | dict[str, Any]:
         table["health_path"] = route.health_path
     if route.health_host != defaults.health_host:
         table["health_host"] = route.health_host
+    if route.tls != defaults.tls:
+        table["tls"] = str(route.tls)
     table.update(_app_keys(route, defaults))
     return table
 
@@ -151,7 +176,8 @@ def render_default_config() -> str:
         for index, spec in enumerate(specs):
             parts.append("\n" if index else "")
             parts.append(_comment(spec))
-            parts.append(f"# {spec.leaf} = {toml_value(defaults[section][spec.leaf])}\n")
+            default = section_table(defaults, section)[spec.leaf]
+            parts.append(f"# {spec.leaf} = {toml_value(default)}\n")
     parts.append("\n[routes]\n")
     parts.append(_comment(ROUTE_KEYS[0]))
     parts.append(_ROUTES)
@@ -168,4 +194,9 @@ def _comment(spec: KeySpec) -> str:
     text = f"{spec.meaning} Takes effect: {spec.effect}."
     if spec.choices:
         text = f"{' | '.join(spec.choices)}. {text}"
-    return textwrap.fill(text, WIDTH, initial_indent="# ", subsequent_indent="# ") + "\n"
+    return (
+        textwrap.fill(
+            text, WIDTH, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False
+        )
+        + "\n"
+    )

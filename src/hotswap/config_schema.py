@@ -34,6 +34,10 @@ class Kind(enum.StrEnum):
     VOLUMES = "array of volumes"
     NUMBER = "number"
     ORIGIN = "URL origin"
+    OPTIONAL_LISTEN_ADDRESS = "listen address or empty"  # "" = off
+    CIDRS = "array of CIDRs"  # ["10.0.0.0/8", "192.0.2.7"]
+    CERTIFICATES = "array of tables"  # [{ cert = "...", key = "..." }]
+    URL = "URL"
 
 
 class Effect(enum.StrEnum):
@@ -107,6 +111,10 @@ SERVER_KEYS: tuple[KeySpec, ...] = (
     KeySpec("server.request_id", Kind.BOOLEAN, True,
             "Send each request upstream with an X-Request-Id (kept when a trusted proxy sent "
             "one) and log it.", _R),
+    KeySpec("server.trusted_proxies", Kind.CIDRS, [],
+            "Addresses (CIDRs or single IPs) of proxies in front of hotswap, such as a load "
+            "balancer: from these peers X-Forwarded-Proto and X-Forwarded-Host are kept and "
+            "X-Forwarded-For is extended; from anyone else hotswap sets all three itself.", _R),
 )
 
 DOCKER_KEYS: tuple[KeySpec, ...] = (
@@ -157,6 +165,42 @@ DEPLOY_KEYS: tuple[KeySpec, ...] = (
             "drain_timeout, then close them the same way.", _D, choices=("close", "wait")),
 )
 
+TLS_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("tls.listen", Kind.OPTIONAL_LISTEN_ADDRESS, "",
+            'HTTPS address, e.g. "0.0.0.0:443" ("" = no HTTPS).', _S),
+    KeySpec("tls.certificates", Kind.CERTIFICATES, [],
+            'Certificate files: [{ cert = "fullchain.pem", key = "privkey.pem" }] (PEM; the '
+            "server's certificate first, then the intermediates; relative to the config file). "
+            "The names served are the certificate's own (subjectAltNames, wildcards included); "
+            "the files are read again at reload.", _R),
+    KeySpec("tls.redirect_http", Kind.BOOLEAN, True,
+            "Answer plain-HTTP requests for a domain that has a certificate with a 308 redirect "
+            "to https (ACME challenges excepted).", _R),
+    KeySpec("tls.hsts", Kind.STRING, "",
+            'Strict-Transport-Security value sent on HTTPS responses, e.g. "max-age=31536000" '
+            '("" = none).', _R),
+    KeySpec("tls.handshake_timeout", Kind.DURATION, "10s",
+            "Time a client has to complete the TLS handshake.", _R, positive=True),
+    KeySpec("tls.certs_dir", Kind.PATH, "",
+            "Where issued certificates and the ACME account key are kept (0700); "
+            '"" = /var/lib/hotswap/tls as root, else $XDG_STATE_HOME/hotswap/tls.', _S),
+)
+
+ACME_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("tls.acme.email", Kind.STRING, "",
+            "Contact address of the ACME account; ACME is on when this is set (and tls.listen "
+            "is).", _R),
+    KeySpec("tls.acme.directory", Kind.URL, "https://acme-v02.api.letsencrypt.org/directory",
+            "ACME directory URL of the CA (Let's Encrypt's staging directory for trying it "
+            "out: https://acme-staging-v02.api.letsencrypt.org/directory).", _R),
+    KeySpec("tls.acme.ca_bundle", Kind.PATH, "",
+            'PEM file of the CA certificates to trust for the directory (a private or test CA; '
+            '"" = the system\'s).', _R),
+    KeySpec("tls.acme.renew_before", Kind.DURATION, "30d",
+            "Renew a certificate this long before it expires (when that is as long as the "
+            "certificate's whole lifetime: once a third of it is left).", _R, positive=True),
+)
+
 ROUTE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("routes.<domain>", Kind.ROUTE, None,
             'A domain served by a container hotswap deploys: an image reference (short '
@@ -198,6 +242,10 @@ ROUTE_KEYS: tuple[KeySpec, ...] = (
             "Docker restart policy of the app container; hotswap routes to it again by itself "
             "once it runs again, and answers 502 at once while it is down.", _D,
             choices=("no", "on-failure", "unless-stopped", "always")),
+    KeySpec("routes.<domain>.tls", Kind.CHOICE, "auto",
+            "auto: HTTPS with a loaded certificate that covers the name, else one from ACME "
+            "when configured, else plain HTTP only; off: plain HTTP only.", _R,
+            choices=("auto", "off")),
 )
 
 EXTERNAL_ROUTE_KEYS: tuple[KeySpec, ...] = (
@@ -215,10 +263,13 @@ SECTION_KEYS: dict[str, tuple[KeySpec, ...]] = {
     "server": SERVER_KEYS,
     "docker": DOCKER_KEYS,
     "deploy": DEPLOY_KEYS,
+    "tls": TLS_KEYS,
+    "tls.acme": ACME_KEYS,  # a table inside [tls]
 }
 SCHEMA: tuple[KeySpec, ...] = (
-    *SERVER_KEYS, *DOCKER_KEYS, *DEPLOY_KEYS, *ROUTE_KEYS, *EXTERNAL_ROUTE_KEYS, *REDIRECT_KEYS
+    *SERVER_KEYS, *DOCKER_KEYS, *DEPLOY_KEYS, *TLS_KEYS, *ACME_KEYS, *ROUTE_KEYS,
+    *EXTERNAL_ROUTE_KEYS, *REDIRECT_KEYS,
 )
 SECTIONS: tuple[str, ...] = (
-    "server", "docker", "deploy", "routes", "external_routes", "redirects"
+    "server", "docker", "deploy", "tls", "routes", "external_routes", "redirects"
 )

@@ -10,11 +10,14 @@ can yield several problems.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from hotswap.addresses import normalize_domain, split_host_port
 from hotswap.config_schema import ROUTE_KEYS, KeySpec, Kind
@@ -47,6 +50,15 @@ def convert(spec: KeySpec, raw: object) -> object:
     if kind in (Kind.ADDRESS, Kind.LISTEN_ADDRESS):
         text = expect(raw, str, 'an address like "127.0.0.1:8080"')
         return split_host_port(text, allow_port_zero=kind is Kind.LISTEN_ADDRESS)
+    if kind is Kind.OPTIONAL_LISTEN_ADDRESS:
+        text = expect(raw, str, 'an address like "0.0.0.0:443" or ""')
+        return split_host_port(text, allow_port_zero=True) if text.strip() else None
+    if kind is Kind.URL:
+        text = expect(raw, str, "a URL")
+        parts = urlsplit(text.strip())
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f'expected an https:// URL, got {describe(raw)}')
+        return text.strip()
     if kind is Kind.CHOICE:
         if raw not in spec.choices:
             names = ", ".join(f'"{value}"' for value in spec.choices)
@@ -68,6 +80,12 @@ def _duration(spec: KeySpec, raw: object) -> float:
     if spec.positive and seconds <= 0:
         raise ValueError(f"must be greater than 0, got {describe(raw)}")
     return seconds
+
+
+def relative_to_config(config_path: Path | None, value: str) -> Path:
+    """A path named in the config file: a relative one is relative to the file's directory."""
+    path = Path(value).expanduser()
+    return path if config_path is None else config_path.parent / path
 
 
 def expect(raw: object, expected: type[_T], description: str) -> _T:
@@ -132,6 +150,68 @@ def parse_env(raw: object, key: str, report: Report) -> dict[str, str]:
         else:
             env[name] = value
     return env
+
+
+def parse_cidrs(raw: object, key: str, report: Report) -> tuple[str, ...]:
+    """An array of networks ("10.0.0.0/8") or single addresses ("192.0.2.7"), normalised."""
+    if not isinstance(raw, list):
+        report(key, f'expected an array of CIDRs like ["10.0.0.0/8"], got {describe(raw)}')
+        return ()
+    networks: list[str] = []
+    for index, item in enumerate(raw):
+        item_key = f"{key}[{index}]"
+        if not isinstance(item, str):
+            report(item_key, f"expected a string, got {describe(item)}")
+            continue
+        try:
+            network = ipaddress.ip_network(item.strip())
+        except ValueError:
+            try:
+                loose = ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                report(
+                    item_key,
+                    f"invalid CIDR {describe(item)}: expected an IP address or address/prefix, "
+                    'like "10.0.0.0/8", "192.0.2.7" or "2001:db8::/32"',
+                )
+            else:
+                report(
+                    item_key,
+                    f'invalid CIDR {describe(item)}: host bits are set; did you mean "{loose}"?',
+                )
+            continue
+        networks.append(str(network))
+    return tuple(networks)
+
+
+def parse_certificate_files(raw: object, key: str, report: Report) -> list[tuple[str, str]]:
+    """tls.certificates: (cert, key) paths as written; the loader reads the files later."""
+    expected = 'an array of tables like [{ cert = "fullchain.pem", key = "privkey.pem" }]'
+    if not isinstance(raw, list):
+        report(key, f"expected {expected}, got {describe(raw)}")
+        return []
+    pairs: list[tuple[str, str]] = []
+    for index, item in enumerate(raw):
+        item_key = f"{key}[{index}]"
+        if not isinstance(item, dict):
+            report(item_key, f"expected a table with cert and key, got {describe(item)}")
+            continue
+        paths: dict[str, str] = {}
+        for leaf, value in item.items():
+            if leaf not in ("cert", "key"):
+                match = closest(leaf, ["cert", "key"])
+                hint = f"; did you mean {item_key}.{match}?" if match else ""
+                report(f"{item_key}.{key_part(leaf)}", "unknown key" + hint)
+            elif not isinstance(value, str) or not value.strip():
+                report(f"{item_key}.{leaf}", f"expected a file path, got {describe(value)}")
+            else:
+                paths[leaf] = value
+        for leaf in ("cert", "key"):
+            if leaf not in item:
+                report(f"{item_key}.{leaf}", "missing; each certificate needs cert and key files")
+        if len(paths) == 2:
+            pairs.append((paths["cert"], paths["key"]))
+    return pairs
 
 
 def unquoted_domain(raw: str, value: object, key: str, report: Report) -> bool:

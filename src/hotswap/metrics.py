@@ -159,9 +159,28 @@ class Metrics:
             ["domain"],
             registry=r,
         )
+        self.tls_expiry = Gauge(
+            "hotswap_tls_certificate_expiry_timestamp_seconds",
+            "Not-after time (Unix seconds) of the certificate each domain is served with.",
+            ["domain"],
+            registry=r,
+        )
+        self.acme_failures = Gauge(
+            "hotswap_tls_acme_failures",
+            "Failed ACME orders in a row for a certificate (0 once one succeeds).",
+            ["domain"],
+            registry=r,
+        )
+        self.handshake_failures = Counter(
+            "hotswap_tls_handshake_failures",
+            "TLS handshakes that failed, by reason (closed, plain_http, unknown_name, protocol).",
+            ["reason"],
+            registry=r,
+        )
         info = Gauge("hotswap_build_info", "Always 1; the version label.", ["version"], registry=r)
         info.labels(version=__version__).set(1)
         self._gauge_domains: set[str] = set()
+        self._domains_of: dict[str, set[str]] = {}  # per-domain gauge -> the domains it reports
 
     # -- recording (hot path and deployer) -------------------------------------------
 
@@ -197,6 +216,10 @@ class Metrics:
         """Record how long the old container took to drain after a switch."""
         self.drain_duration.observe(duration)
 
+    def observe_tls_handshake_failure(self, reason: str) -> None:
+        """Record a failed TLS handshake; `reason` is tls.FailureReason (a bounded set)."""
+        self.handshake_failures.labels(reason=reason).inc()
+
     # -- exposition --------------------------------------------------------------------
 
     def render(
@@ -204,12 +227,18 @@ class Metrics:
         in_flight: Iterable[tuple[str, int, int]] = (),
         open_connections: int = 0,
         up: Iterable[tuple[str, bool]] = (),
+        *,
+        tls_expiry: Iterable[tuple[str, float]] = (),
+        acme_failures: Iterable[tuple[str, int]] = (),
     ) -> bytes:
         """The text exposition, after setting the live gauges.
 
         `in_flight`: (domain, requests, tunnels) for each routed domain right now;
         `up`: (domain, whether its backend takes requests) for each routed domain.
+        `tls_expiry`: (domain, not-after Unix time); `acme_failures`: (domain, count).
         """
+        self._set_by_domain("tls_expiry", self.tls_expiry, tls_expiry)
+        self._set_by_domain("acme_failures", self.acme_failures, acme_failures)
         seen: set[str] = set()
         for domain, requests, tunnels in in_flight:
             self.in_flight.labels(domain=domain).set(requests)
@@ -227,6 +256,18 @@ class Metrics:
         self._gauge_domains = seen
         self.open_connections.set(open_connections)
         return generate_latest(self.registry)
+
+    def _set_by_domain(
+        self, name: str, gauge: Gauge, samples: Iterable[tuple[str, float]]
+    ) -> None:
+        """Set one child per domain; domains no longer sampled stop being reported."""
+        seen: set[str] = set()
+        for domain, value in samples:
+            gauge.labels(domain=domain).set(value)
+            seen.add(domain)
+        for gone in self._domains_of.get(name, set()) - seen:
+            gauge.remove(gone)
+        self._domains_of[name] = seen
 
 
 def parse_samples(text: str) -> Mapping[str, float]:

@@ -1,7 +1,8 @@
 """Durations and sizes as written in the config file, parsed and formatted.
 
 Durations are one or more `<number><unit>` parts, largest unit first
-("500ms", "90s", "1m30s", "1.5h", "2h"), and become float seconds. A bare
+("500ms", "90s", "1m30s", "1.5h", "2h", "30d"), and become float seconds. A day
+is 86,400 seconds (durations here are intervals, not calendar dates). A bare
 number is refused (is `500` seconds or milliseconds?), except 0.
 
 Sizes are `<number><unit>` or a whole number of bytes and become int bytes.
@@ -17,7 +18,8 @@ from __future__ import annotations
 import json
 import re
 
-DURATION_UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+DAY = 86400
 SIZE_UNITS: dict[str, int] = {
     "b": 1,
     "kb": 1000,
@@ -33,19 +35,19 @@ SIZE_UNITS: dict[str, int] = {
 # 100_000_000 reads "100MB" and 1_048_576 reads "1MiB".
 _SIZE_FORMAT_ORDER = ("TB", "GB", "MB", "KB", "TiB", "GiB", "MiB", "KiB")
 
-DURATION_HINT = 'a number with a unit (ms, s, m, h), like "500ms", "90s" or "1m30s"'
+DURATION_HINT = 'a number with a unit (ms, s, m, h, d), like "500ms", "90s" or "1m30s"'
 SIZE_HINT = (
     'a number of bytes or a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), '
     'like "512KB", "10MB" or "1MiB"'
 )
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h)")
+_DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
 _SIZE = re.compile(rf"({_NUMBER})\s*([a-z]+)")
 
 
 def parse_duration(text: str) -> float:
-    """Parse "500ms", "90s", "1m30s", "2h" or "0" into seconds."""
+    """Parse "500ms", "90s", "1m30s", "2h", "30d" or "0" into seconds."""
     compact = text.strip()
     if compact == "0":
         return 0.0
@@ -81,7 +83,8 @@ def format_duration(seconds: float) -> str:
     if seconds < 0:
         raise ValueError(f"negative duration: {seconds!r}")
     if seconds == int(seconds):
-        return f"{int(seconds)}s"
+        days, rest = divmod(int(seconds), DAY)
+        return f"{days}d" if days and not rest else f"{int(seconds)}s"
     millis = seconds * 1000
     if millis == int(millis) and int(millis) / 1000 == seconds:
         return f"{int(millis)}ms"

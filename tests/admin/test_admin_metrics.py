@@ -111,3 +111,28 @@ def test_two_metrics_objects_do_not_share_counters() -> None:
     assert 'hotswap_http_requests_total{domain="a.com",status_class="2xx"}' not in parse_samples(
         b.render().decode()
     )
+
+
+def test_certificate_expiry_and_acme_failures_are_gauges_per_domain() -> None:
+    m = Metrics()
+    text = m.render(
+        tls_expiry=[("a.com", 1_900_000_000.0), ("b.com", 1_800_000_000.0)],
+        acme_failures=[("b.com", 3)],
+    )
+    s = parse_samples(text.decode())
+    assert s['hotswap_tls_certificate_expiry_timestamp_seconds{domain="a.com"}'] == 1.9e9
+    assert s['hotswap_tls_acme_failures{domain="b.com"}'] == 3
+    assert families(text)["hotswap_tls_certificate_expiry_timestamp_seconds"] == "gauge"
+    s = parse_samples(m.render(tls_expiry=[("b.com", 1_800_000_000.0)]).decode())
+    assert 'hotswap_tls_certificate_expiry_timestamp_seconds{domain="a.com"}' not in s
+    assert 'hotswap_tls_acme_failures{domain="b.com"}' not in s
+
+
+def test_failed_handshakes_are_counted_by_reason() -> None:
+    m = Metrics()
+    m.observe_tls_handshake_failure("unknown_name")
+    m.observe_tls_handshake_failure("unknown_name")
+    m.observe_tls_handshake_failure("plain_http")
+    s = parse_samples(m.render().decode())
+    assert s['hotswap_tls_handshake_failures_total{reason="unknown_name"}'] == 2
+    assert s['hotswap_tls_handshake_failures_total{reason="plain_http"}'] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from hotswap.admin.render import (
@@ -233,3 +234,64 @@ def test_status_shows_names_restarts_volumes_networks_and_why_a_route_is_down() 
 
 def test_an_empty_status_says_so() -> None:
     assert render_status({"routes": []}) == "no routes configured\n"
+
+
+def test_the_status_shows_each_domains_certificate_and_the_last_acme_error() -> None:
+    day = 86400
+
+    def at(seconds: float) -> str:
+        return datetime.fromtimestamp(T0 + seconds, UTC).isoformat()
+
+    document = {
+        "routes": [
+            {
+                "domain": "app.example.com",
+                "kind": "container",
+                "image": "app:1",
+                "tls": {
+                    "https": True,
+                    "off": False,
+                    "certificate": {"source": "acme", "issuer": "R11", "not_after": at(60 * day)},
+                    "acme": {"state": "valid", "failures": 0, "renew_at": at(30 * day)},
+                },
+            },
+            {
+                "domain": "new.example.com",
+                "kind": "container",
+                "image": "new:1",
+                "tls": {
+                    "https": False,
+                    "off": False,
+                    "certificate": None,
+                    "acme": {
+                        "state": "failed",
+                        "failures": 2,
+                        "next_attempt": at(240),
+                        "last_error": "urn:ietf:params:acme:error:unauthorized :: 404",
+                        "last_error_at": at(-60),
+                    },
+                },
+            },
+            {
+                "domain": "plain.example.com",
+                "kind": "container",
+                "image": "p:1",
+                "tls": {"https": False, "off": True, "certificate": None},
+            },
+        ],
+        "tls": {"listen": "0.0.0.0:443"},
+    }
+    out = render_status(document, now=T0)
+    tls_lines = out.split("\n\n", 1)[1].splitlines()
+    assert tls_lines[0].split() == ["DOMAIN", "CERTIFICATE", "ISSUER", "NOT", "AFTER", "ACME"]
+    assert tls_lines[1].split() == [
+        "app.example.com", "acme", "R11", "2027-03-16", "(in", "60d)", "valid,", "renews", "in",
+        "30d",
+    ]
+    assert tls_lines[2].split()[:3] == ["new.example.com", "none", "yet"]
+    assert tls_lines[2].endswith("failed 2x, retry in 4m")
+    assert tls_lines[3].split()[:2] == ["plain.example.com", "off"]
+    assert tls_lines[4] == (
+        "  new.example.com: last ACME error (1m ago): "
+        "urn:ietf:params:acme:error:unauthorized :: 404"
+    )

@@ -53,3 +53,19 @@ async def test_every_configured_or_routed_domain_is_listed_with_live_counts() ->
     assert by_domain["new.com"]["backend"] is None
     assert doc["open_connections"] == 4
     assert in_flight_samples(routes) == [("a.com", 1, 1), ("gone.com", 0, 0)]
+
+
+def test_each_route_carries_its_tls_status() -> None:
+    config = Config(routes={"a.com": Route("a.com", "app:1")})
+    tls = {
+        "listen": "0.0.0.0:443",
+        "acme": None,
+        "certificates": [],
+        "domains": {"a.com": {"https": True, "off": False, "certificate": {"source": "file"}}},
+    }
+    doc = build_status(config, RouteTable(), {}, open_connections=0, tls=tls)
+    assert doc["routes"][0]["tls"] == tls["domains"]["a.com"]
+    assert doc["tls"] == {"listen": "0.0.0.0:443", "acme": None, "certificates": []}
+    without = build_status(config, RouteTable(), {}, open_connections=0)
+    assert without["routes"][0]["tls"] is None
+    assert without["tls"] is None

@@ -275,6 +275,75 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TLS_HEADERS = ("DOMAIN", "CERTIFICATE", "ISSUER", "NOT AFTER", "ACME")
+
+
+def until(seconds: float) -> str:
+    """ "in 12d", "in 5h", "expired"."""
+    if seconds <= 0:
+        return "expired"
+    return "in " + age(seconds).removesuffix(" ago")
+
+
+def _acme_text(acme: Any, now: float) -> str:
+    if not isinstance(acme, Mapping):
+        return "-"
+    state = str(acme.get("state") or "?")
+    failures = acme.get("failures")
+    if state == "failed" and isinstance(failures, int):
+        state = f"failed {failures}x"
+    retry = _number(acme.get("next_attempt"))
+    renew = _number(acme.get("renew_at"))
+    if state.startswith("failed") and retry is not None:
+        return f"{state}, retry {until(retry - now)}"
+    if state == "valid" and renew is not None:
+        return f"valid, renews {until(renew - now)}"
+    return state
+
+
+def tls_rows(document: Mapping[str, Any], now: float) -> tuple[list[list[str]], list[str]]:
+    """(a row per route with HTTPS or ACME, the last ACME error of each domain that has one)."""
+    rows: list[list[str]] = []
+    errors: list[str] = []
+    summary = document.get("tls")
+    listening = isinstance(summary, Mapping) and bool(summary.get("listen"))
+    for route in document.get("routes", []):
+        tls = route.get("tls")
+        if not isinstance(tls, Mapping):
+            continue
+        domain = str(route.get("domain", "?"))
+        certificate = tls.get("certificate")
+        acme = tls.get("acme")
+        if tls.get("off"):
+            rows.append([domain, "off (plain HTTP)", "-", "-", "-"])
+            continue
+        if isinstance(certificate, Mapping):
+            not_after = _number(certificate.get("not_after"))
+            expires = "-"
+            if not_after is not None:
+                stamp = time.strftime("%Y-%m-%d", time.gmtime(not_after))
+                expires = f"{stamp} ({until(not_after - now)})"
+            source = str(certificate.get("source") or "?")
+            rows.append(
+                [
+                    domain,
+                    source,
+                    str(certificate.get("issuer") or "?"),
+                    expires,
+                    _acme_text(acme, now),
+                ]
+            )
+        elif isinstance(acme, Mapping):
+            rows.append([domain, "none yet", "-", "-", _acme_text(acme, now)])
+        elif listening:
+            rows.append([domain, "none (plain HTTP)", "-", "-", "-"])
+        if isinstance(acme, Mapping) and acme.get("last_error"):
+            when = _number(acme.get("last_error_at"))
+            ago = f" ({age(now - when)})" if when is not None else ""
+            errors.append(f"  {domain}: last ACME error{ago}: {acme['last_error']}")
+    return rows, errors
+
+
 def render_status(document: Mapping[str, Any], now: float | None = None) -> str:
     """The `hotswap status` table (and a line per unmanaged container, if any)."""
     now = time.time() if now is None else now
@@ -286,6 +355,10 @@ def render_status(document: Mapping[str, Any], now: float | None = None) -> str:
     if isinstance(redirects, Mapping) and redirects:
         out += "\nredirects (308):\n"
         out += "".join(f"  {name} -> {origin}\n" for name, origin in redirects.items())
+    certificates, errors = tls_rows(document, now)
+    if certificates:
+        out += "\n" + table(TLS_HEADERS, certificates)
+        out += "".join(f"{line}\n" for line in errors)
     other = document.get("other") or {}
     unmanaged = other.get("unmanaged") if isinstance(other, Mapping) else None
     if isinstance(unmanaged, list) and unmanaged:

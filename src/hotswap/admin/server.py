@@ -38,7 +38,7 @@ from hotswap.admin.router import (
     json_bytes,
     parse_json_object,
 )
-from hotswap.admin.status import build_status, in_flight_samples, up_samples
+from hotswap.admin.status import build_status, in_flight_samples, tls_samples, up_samples
 from hotswap.config import Config
 from hotswap.errors import ConfigError, HotswapError
 from hotswap.http.pages import reason
@@ -400,7 +400,14 @@ async def _status(
 ) -> None:
     app = conn.app
     await app.deployer.refresh()  # live state and health of the serving containers
-    document = build_status(app.config, app.routes, app.deployer.status(), _open_connections(app))
+    tls = getattr(app, "tls", None)  # the TlsManager (App has one; test fakes may not)
+    document = build_status(
+        app.config,
+        app.routes,
+        app.deployer.status(),
+        _open_connections(app),
+        tls.status() if tls is not None else None,
+    )
     await conn.send_json(200, document)
 
 
@@ -408,8 +415,13 @@ async def _metrics(
     conn: AdminConnection, request: h11.Request, params: Mapping[str, str], body: bytes
 ) -> None:
     app = conn.app
+    expiry, failures = tls_samples(getattr(app, "tls", None))
     text = app_metrics(app).render(
-        in_flight_samples(app.routes), _open_connections(app), up_samples(app.routes)
+        in_flight_samples(app.routes),
+        _open_connections(app),
+        up_samples(app.routes),
+        tls_expiry=expiry,
+        acme_failures=failures,
     )
     await conn.send_body(200, METRICS_CONTENT_TYPE, text)
 

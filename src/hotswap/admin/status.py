@@ -7,7 +7,12 @@
                  "client_aborts": 0, "connect_errors": 0,
                  "hosts": ["www.app.example.com"], "up": true, "down_reason": "",
                  "deploy": {...what the deployer reports for the domain: container, state,
-                            health, restarts, volumes, networks, last deploy...}}],
+                            health, restarts, volumes, networks, last deploy...},
+                 "tls": {"https": true, "off": false, "certificate": {names, issuer,
+                         not_after, source: file | acme, ...}, "acme": {state, last_error,
+                         next_attempt, renew_at, ...}} or null},
+                ...],
+     "tls": {"listen": ..., "acme": {"directory", "email"} or null, "certificates": [...]},
      "redirects": {"old.example.com": "https://app.example.com"},
      "other": {...anything else the deployer reports, e.g. unmanaged containers...}}
 
@@ -58,7 +63,10 @@ def build_status(
     routes: Iterable[tuple[str, Backend]],
     deployer_status: Mapping[str, Any],
     open_connections: int,
+    tls: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The status document; `tls` is TlsManager.status() (None: no TLS manager)."""
+    tls_domains: Mapping[str, Any] = (tls or {}).get("domains") or {}
     backends = dict(routes)
     domains = sorted(set(config.routes) | set(config.external_routes) | set(backends))
     per_domain, other = split_deployer_status(deployer_status, domains)
@@ -86,6 +94,7 @@ def build_status(
             "up": backend.state is BackendState.UP if backend else None,
             "down_reason": backend.down_reason if backend else "",
             "deploy": dict(per_domain.get(domain) or {}),
+            "tls": tls_domains.get(domain.partition("/")[0]),
         }
         entries.append(entry)
     return {
@@ -93,8 +102,16 @@ def build_status(
         "open_connections": open_connections,
         "routes": entries,
         "redirects": dict(config.redirects),
+        "tls": {key: value for key, value in (tls or {}).items() if key != "domains"} or None,
         "other": other,
     }
+
+
+def tls_samples(tls: object) -> tuple[list[tuple[str, float]], list[tuple[str, int]]]:
+    """(certificate expiry per domain, ACME failures in a row per order) for the gauges."""
+    expiry = getattr(tls, "expiry_samples", None)
+    failures = getattr(tls, "failure_samples", None)
+    return (expiry() if expiry else [], failures() if failures else [])
 
 
 def in_flight_samples(routes: Iterable[tuple[str, Backend]]) -> list[tuple[str, int, int]]:

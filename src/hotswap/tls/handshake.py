@@ -1,0 +1,173 @@
+"""Accepting one TLS connection: sniff, handshake, and say why a handshake failed.
+
+The TLS listener calls `accept_tls` for each accepted socket, inside the
+connection's cancel scope with its deadline set to `tls.handshake_timeout`
+(this helper takes no timeout: the caller owns the policy). It
+
+- peeks at the first byte without consuming it: a TLS connection starts with a
+  handshake record (0x16); one that starts with an upper-case letter is a
+  plain HTTP request sent to the HTTPS port, answered with a plain-text 400
+  as nginx does;
+- runs the handshake on a trio.SSLStream (https_compatible: HTTP/1.1 clients
+  often close without close_notify);
+- sends the `unrecognized_name` alert itself when the SNI callback refused the
+  server name (trio.SSLStream drops what OpenSSL queued for the peer when a
+  handshake fails, so the client would only see the connection close);
+- asks Linux to acknowledge at once (TCP_QUICKACK) before and after the
+  handshake. trio holds a TLS 1.3 server's session tickets back until the
+  first response, so nothing carries the ACK of the client's Finished: a client
+  with Nagle's algorithm on (no TCP_NODELAY) then waits a delayed ACK (40 ms)
+  before its request leaves. Measured on loopback: 44 -> 550 new TLS 1.3
+  connections a second for such clients; no change for the others.
+
+A failure raises HandshakeFailed with a `reason` fit for a metrics label; bad
+handshakes are part of life on a public port, so they are logged at debug.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+
+import trio
+
+from hotswap.tls.context import HandshakeNote, handshake_note
+
+log = logging.getLogger(__name__)
+
+TLS_HANDSHAKE_RECORD = 0x16
+MAX_PLAIN_REQUEST_HEAD = 16 * 1024  # read (and drop) at most this much of a plain request
+PLAIN_HTTP_MESSAGE = (
+    b"400 Bad Request: this port speaks HTTPS; the plain HTTP request was sent to it\n"
+)
+PLAIN_HTTP_RESPONSE = (
+    b"HTTP/1.1 400 Bad Request\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: " + str(len(PLAIN_HTTP_MESSAGE)).encode("ascii") + b"\r\n"
+    b"Connection: close\r\n"
+    b"\r\n" + PLAIN_HTTP_MESSAGE
+)
+# A fatal unrecognized_name alert record, in the clear: it is sent while the
+# ClientHello is being answered, before any key exists (RFC 8446 §5.1, §6).
+UNRECOGNIZED_NAME_ALERT = bytes(
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME]
+)
+
+
+class FailureReason(enum.StrEnum):
+    """Why a handshake failed; bounded, for a metrics label."""
+
+    CLOSED = "closed"  # the client closed (or reset) before or during the handshake
+    PLAIN_HTTP = "plain_http"  # a plain HTTP request on the HTTPS port (answered 400)
+    UNKNOWN_NAME = "unknown_name"  # no certificate for the server name (or no SNI)
+    PROTOCOL = "protocol"  # anything else TLS refused: version, ciphers, garbage
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A connection after its handshake: the TLS stream and the client's SNI name."""
+
+    stream: trio.SSLStream[trio.SocketStream]
+    server_name: str  # lower case as sent; a handshake without SNI never gets here
+
+
+class HandshakeFailed(Exception):
+    """The connection never became a TLS stream; `reason` says why."""
+
+    def __init__(self, reason: FailureReason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = reason
+        self.detail = detail
+
+
+def first_byte_kind(first: int) -> str:
+    """What the first byte of a connection says it is: "tls" for a TLS handshake record,
+    "http" for what starts an HTTP request method (an upper-case letter), else "other"
+    (left to the handshake to refuse)."""
+    if first == TLS_HANDSHAKE_RECORD:
+        return "tls"
+    if 0x41 <= first <= 0x5A:
+        return "http"
+    return "other"
+
+
+async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext) -> Accepted:
+    """The TLS stream of an accepted connection, after a complete handshake.
+
+    `context` is LiveCertificates.context (or any context made by
+    context.listener_context).
+
+    Raises HandshakeFailed (the caller closes `stream`). Cancellation (the
+    handshake deadline) passes through unchanged.
+    """
+    try:
+        first = await stream.socket.recv(1, socket.MSG_PEEK)
+    except OSError as exc:
+        raise _failed(FailureReason.CLOSED, str(exc)) from exc
+    if not first:
+        raise _failed(FailureReason.CLOSED, "closed before the handshake")
+    if first_byte_kind(first[0]) == "http":
+        await _refuse_plain_http(stream)
+        raise _failed(FailureReason.PLAIN_HTTP, "plain HTTP request on the HTTPS port")
+    _quick_ack(stream)
+    tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    note = HandshakeNote()
+    token = handshake_note.set(note)
+    try:
+        await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        if note.refused:
+            await _send_quietly(stream, UNRECOGNIZED_NAME_ALERT)
+            name = note.server_name
+            raise _failed(
+                FailureReason.UNKNOWN_NAME,
+                f"no certificate for server_name={name}" if name else "the client sent no SNI",
+            ) from exc
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
+            raise _failed(FailureReason.PROTOCOL, str(cause.reason or cause)) from exc
+        raise _failed(FailureReason.CLOSED, str(cause or exc)) from exc
+    finally:
+        handshake_note.reset(token)
+    _quick_ack(stream)
+    return Accepted(tls, (note.server_name or "").lower())
+
+
+def _quick_ack(stream: trio.SocketStream) -> None:
+    option = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+    if option is not None:
+        try:
+            stream.socket.setsockopt(socket.IPPROTO_TCP, option, 1)
+        except OSError:
+            pass  # the peer is gone: the handshake or the next read says so
+
+
+def _failed(reason: FailureReason, detail: str) -> HandshakeFailed:
+    log.debug("tls handshake failed reason=%s detail=%s", reason, detail)
+    return HandshakeFailed(reason, detail)
+
+
+async def _refuse_plain_http(stream: trio.SocketStream) -> None:
+    """Answer 400 once the request head is in (closing on unread data would reset the
+    connection and lose the answer), then close our side."""
+    received = b""
+    try:
+        while b"\r\n\r\n" not in received and len(received) < MAX_PLAIN_REQUEST_HEAD:
+            chunk = await stream.receive_some(MAX_PLAIN_REQUEST_HEAD)
+            if not chunk:
+                return
+            received += chunk
+        await stream.send_all(PLAIN_HTTP_RESPONSE)
+        await stream.send_eof()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def _send_quietly(stream: trio.SocketStream, data: bytes) -> None:
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
