@@ -1,26 +1,19 @@
-"""X-Forwarded-* from the right source: server.trusted_proxies. No I/O.
+"""Which peers are trusted proxies (server.trusted_proxies). No I/O.
 
 A peer in `trusted_proxies` (a load balancer, a TLS terminator) knows the
 client's scheme and host: its X-Forwarded-Proto and X-Forwarded-Host are kept
 and its X-Forwarded-For is extended with its own address. Anyone else could
-claim anything: hotswap sets all three itself — X-Forwarded-For to the peer,
-X-Forwarded-Proto to "https" on a TLS connection and "http" otherwise,
-X-Forwarded-Host to the request's host. This is what lets an app that checks
-the scheme (Rails force_ssl, Django SECURE_PROXY_SSL_HEADER) trust it.
-
-`TrustedProxies.trusts()` is asked once per client connection; the header
-values are computed per request by `forwarded_values` from what the header
-pass collected.
+claim anything: hotswap sets all three itself (http/headers.py), X-Forwarded-Proto
+to "https" on a TLS connection and "http" otherwise. This is what lets an app
+that checks the scheme (Rails force_ssl, Django SECURE_PROXY_SSL_HEADER) trust it.
+`TrustedProxies.trusts()` is asked once per client connection.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-HTTP = b"http"
-HTTPS = b"https"
 _CACHE_SIZE = 4096
 
 
@@ -53,47 +46,3 @@ class TrustedProxies:
             self._cache.clear()
         self._cache[peer] = trusted
         return trusted
-
-
-@dataclass(frozen=True)
-class Forwarded:
-    """The X-Forwarded-* values to send upstream (host None: leave the header out)."""
-
-    for_: bytes
-    proto: bytes
-    host: bytes | None
-
-
-def scheme(tls: bool) -> bytes:
-    """X-Forwarded-Proto of a connection hotswap terminates itself."""
-    return HTTPS if tls else HTTP
-
-
-def forwarded_values(
-    *,
-    peer: str,
-    tls: bool,
-    host: str,
-    trusted: bool,
-    client_for: list[bytes] | None = None,
-    client_proto: bytes | None = None,
-    client_host: bytes | None = None,
-) -> Forwarded:
-    """The X-Forwarded-For, -Proto and -Host of the upstream request.
-
-    `client_*` are what the request carried (X-Forwarded-For values in order,
-    the first X-Forwarded-Proto and X-Forwarded-Host); they count only when
-    the peer is `trusted`.
-    """
-    address = peer.encode("ascii")
-    if not trusted:
-        return Forwarded(address, scheme(tls), host.encode("latin-1") if host else None)
-    values = [value for value in client_for or () if value.strip(b" \t")]
-    forwarded_for = b", ".join([*values, address])
-    proto = client_proto.strip(b" \t") if client_proto else b""
-    kept_host = client_host.strip(b" \t") if client_host else b""
-    return Forwarded(
-        forwarded_for,
-        proto or scheme(tls),
-        kept_host or (host.encode("latin-1") if host else None),
-    )

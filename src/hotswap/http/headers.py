@@ -168,9 +168,9 @@ def request_headers_for_upstream(
                 if value:
                     chain.append(value)
             elif name == b"x-forwarded-proto":
-                proto = value
+                proto = value or proto
             elif name == b"x-forwarded-host":
-                sent_host = value
+                sent_host = value or sent_host
             elif request_id is not None:  # x-request-id
                 request_id = value
     chain.append(peer)
