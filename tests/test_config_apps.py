@@ -14,10 +14,10 @@ from hotswap.config import (
     RestartPolicy,
     Route,
     Volume,
-    config_to_dict,
     parse_config,
 )
 from hotswap.config_apps import normalize_name, wildcard_matches
+from hotswap.config_render import config_to_dict
 from hotswap.errors import ConfigError
 
 FILE = Path("/etc/hotswap/hotswap.toml")
