@@ -224,6 +224,31 @@ def test_a_redirect_that_would_loop_is_refused() -> None:
     ]
 
 
+def test_redirects_that_send_each_other_back_are_refused() -> None:
+    text = '[redirects]\n"a.example.com" = "https://b.example.com"\n'
+    text += '"b.example.com" = "https://c.example.com"\n"*.example.com" = "https://a.example.com"\n'
+    text += '"d.example.com" = "https://a.example.com"\n'  # leads into the loop, is not in it
+    assert problems_of(text) == [
+        f'{FILE}: redirects."a.example.com": "https://b.example.com" is redirected back to '
+        'this name by redirects."b.example.com", redirects."*.example.com": it would loop',
+        f'{FILE}: redirects."b.example.com": "https://c.example.com" is redirected back to '
+        'this name by redirects."*.example.com", redirects."a.example.com": it would loop',
+        f'{FILE}: redirects."*.example.com": "https://a.example.com" is redirected back to '
+        'this name by redirects."a.example.com", redirects."b.example.com": it would loop',
+    ]
+
+
+def test_a_wildcard_redirect_to_a_name_a_route_serves_is_no_loop() -> None:
+    # Every other subdomain to www: the exact name wins over the wildcard, as in the proxy.
+    text = APP + 'hosts = ["www.example.com"]\n[routes."api.example.com"]\nimage = "api:1"\n'
+    text += '[redirects]\n"*.example.com" = "https://www.example.com"\n'
+    text += '"old.example.com" = "https://api.example.com"\n'
+    assert parse(text).redirects == {
+        "*.example.com": "https://www.example.com",
+        "old.example.com": "https://api.example.com",
+    }
+
+
 def test_a_name_belongs_to_one_route() -> None:
     text = (
         '[routes]\n"api.example.com" = "api:1"\n'
