@@ -37,6 +37,11 @@ def test_values_are_kept_as_written_and_comments_skipped() -> None:
     [
         ("A=1\n=value\n", "line 2: no variable name before the ="),
         ("MY VAR=secret\n", "line 1: the variable name 'MY VAR' contains whitespace"),
+        (
+            "A=1\nPASSWORD secret\n",  # "=" forgotten: the whole line may be a value
+            'line 2: no "=" and whitespace in the name (the line is not shown: it may hold '
+            "a value)",
+        ),
     ],
 )
 def test_an_invalid_line_is_named_without_its_value(text: str, message: str) -> None:

@@ -31,6 +31,11 @@ def parse_env_file(text: str, environ: Mapping[str, str] | None = None) -> dict[
         if not name:
             raise EnvFileError(f"line {number}: no variable name before the =")
         if any(char.isspace() for char in name) or "\0" in name:
+            if not sep:  # "KEY value": the line may be a value with its "=" forgotten
+                raise EnvFileError(
+                    f'line {number}: no "=" and whitespace in the name (the line is not '
+                    "shown: it may hold a value)"
+                )
             raise EnvFileError(f"line {number}: the variable name {name!r} contains whitespace")
         if sep:
             env[name] = value
