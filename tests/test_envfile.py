@@ -60,3 +60,10 @@ def test_reading_names_the_file(tmp_path: Path) -> None:
         read_env_file(str(path))
     path.write_bytes(b"\xef\xbb\xbfA=1\n")  # a byte order mark is skipped, as docker does
     assert read_env_file(str(path)) == {"A": "1"}
+
+
+def test_only_newlines_end_a_line_as_in_docker() -> None:
+    # docker reads lines split at "\n" (a "\r" before it dropped); other characters Python
+    # calls line breaks (form feed, U+2028, a lone "\r") belong to the value.
+    text = "CRLF=1\r\nODD=a\x0cb\u2028c\x85d\re\nLAST=2"
+    assert parse_env_file(text, {}) == {"CRLF": "1", "ODD": "a\x0cb\u2028c\x85d\re", "LAST": "2"}

@@ -23,8 +23,10 @@ def parse_env_file(text: str, environ: Mapping[str, str] | None = None) -> dict[
     """The variables of an env file's `text` (KEY without "=": taken from `environ`)."""
     environ = os.environ if environ is None else environ
     env: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.lstrip()
+    # Lines end at "\n" only (a "\r" before it dropped), as docker reads them; splitlines()
+    # would also cut a value at a form feed, U+2028 or a lone "\r".
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.removesuffix("\r").lstrip()
         if not line or line.startswith("#"):
             continue
         name, sep, value = line.partition("=")
