@@ -174,6 +174,16 @@ def test_app_keys_and_redirects_round_trip_through_tomli_w() -> None:
             'got string "2"',
         ),
         (
+            "cpus = nan",  # TOML has nan and inf; Docker has neither
+            'routes."app.example.com".cpus: expected a number of CPUs like 1.5, or 0 for no limit, '
+            "got float nan",
+        ),
+        (
+            "cpus = inf",
+            'routes."app.example.com".cpus: expected a number of CPUs like 1.5, or 0 for no limit, '
+            "got float inf",
+        ),
+        (
             "cpus = 0.001",
             'routes."app.example.com".cpus: must be 0 (no limit) or at least 0.01, got float 0.001',
         ),

@@ -19,6 +19,7 @@ handle itself.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -206,7 +207,7 @@ def parse_memory(raw: object, key: str, report: Report) -> int | object:
 
 
 def parse_cpus(raw: object, key: str, report: Report) -> float | object:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
         report(key, f"expected a number of CPUs like 1.5, or 0 for no limit, got {describe(raw)}")
         return INVALID
     if raw < 0 or 0 < raw < MIN_CPUS:
