@@ -122,6 +122,16 @@ def test_app_keys_and_redirects_round_trip_through_tomli_w() -> None:
             'got "data"',
         ),
         (
+            'volumes = ["data:/data/.."]',  # Docker cleans it to "/", and refuses that
+            'routes."app.example.com".volumes[0]: the container path must be absolute and not "/", '
+            'got "/data/.."',
+        ),
+        (
+            'volumes = ["a1:/data", "/srv:/srv/../data/."]',  # the same mount point for Docker
+            'routes."app.example.com".volumes[1]: /data is mounted already by '
+            'routes."app.example.com".volumes[0]',
+        ),
+        (
             'volumes = ["data:/data:z"]',
             'routes."app.example.com".volumes[0]: the mode must be "ro" or "rw", got "z"',
         ),

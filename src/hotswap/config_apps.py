@@ -20,6 +20,7 @@ handle itself.
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -115,14 +116,17 @@ def parse_volume(text: str, key: str, report: Report) -> tuple[str, str, bool] |
             f'"{source}" is neither a volume name (letters, digits, "_", ".", "-") nor an '
             "absolute path: bind-mount paths are absolute"
         )
-    if problem is None and (not target.startswith("/") or target.rstrip("/") == ""):
+    # Docker cleans the container path ("/data/..", "/data/." and "/data" are one mount
+    # point) and refuses "/" and duplicates only when it creates the container.
+    cleaned = "/" + posixpath.normpath(target).lstrip("/")
+    if problem is None and (not target.startswith("/") or cleaned == "/"):
         problem = f'the container path must be absolute and not "/", got "{target}"'
     if problem is None and mode not in ("ro", "rw"):
         problem = f'the mode must be "ro" or "rw", got "{mode}"'
     if problem is not None:
         report(key, problem)
         return None
-    return source, target.rstrip("/") or "/", mode == "ro"
+    return source, cleaned, mode == "ro"
 
 
 def parse_volumes(raw: object, key: str, report: Report) -> list[tuple[str, str, bool]] | object:
