@@ -201,9 +201,11 @@ class App:
             # containers are adopted first, so no request meets a 404 while hotswap
             # restarts (the extra containers and the missing routes come after).
             await nursery.start(self.runtime.run)
-            # Subscribed before the adoption, so no exit of an adopted container is missed.
-            await nursery.start(self.restarts.run)
             plan = await self.deployer.adopt()
+            # After the adoption: the watch subscribes, then inspects every container the
+            # routes serve, so an exit since the adoption listed them is seen either way
+            # (an exit it heard of before the switch would concern no route yet).
+            await nursery.start(self.restarts.run)
         else:
             # External routes only: serve at once, whether or not Docker answers.
             nursery.start_soon(self.runtime.run)
