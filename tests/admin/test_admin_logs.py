@@ -176,6 +176,8 @@ def test_the_query_gives_follow_tail_and_since() -> None:
     assert parse_log_query("/v1/logs/a").since is None
     with pytest.raises(HttpError, match="tail: expected a number of lines"):
         parse_log_query("/v1/logs/a?tail=x")
+    with pytest.raises(HttpError, match="tail: expected a number of lines"):
+        parse_log_query("/v1/logs/a?tail=%C2%B2")  # "²" is a digit to str.isdigit()
     with pytest.raises(HttpError, match="since:"):
         parse_log_query("/v1/logs/a?since=10")
 

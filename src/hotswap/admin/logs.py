@@ -84,7 +84,7 @@ def _count(query: Mapping[str, list[str]], name: str) -> int | None:
     values = query.get(name)
     if not values or values[-1] in ("", "all"):
         return None
-    if not values[-1].isdigit():
+    if not (values[-1].isascii() and values[-1].isdigit()):  # "²".isdigit() is true
         raise HttpError(400, f"{name}: expected a number of lines, got {values[-1]!r}")
     return int(values[-1])
 
