@@ -1,15 +1,26 @@
-"""DeployRun's skip rule on a fake runtime (no Docker): the same image is skipped only while
-its container serves."""
+"""DeployRun on a fake runtime (no Docker): the same image is skipped only while its
+container serves; routing back after a failed stabilisation keeps a down container down."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from hotswap.config import Address, Config, PullPolicy, Route
 from hotswap.deploy.progress import DeployHandle, Outcome
 from hotswap.deploy.steps import DeployRun
-from hotswap.proxy.routes import Backend, RouteTable
-from hotswap.runtime.base import ContainerInfo, ContainerSpec, Health, ImageInfo, Preflight
+from hotswap.errors import ContainerRuntimeError, DeployError
+from hotswap.proxy.routes import Backend, BackendState, RouteTable
+from hotswap.runtime.base import (
+    ContainerEvent,
+    ContainerInfo,
+    ContainerSpec,
+    EventKind,
+    Health,
+    ImageInfo,
+    Preflight,
+)
 
 IMAGE = ImageInfo("app:1", "sha256:1", 8000, has_healthcheck=False)
 CURRENT = ContainerInfo(
@@ -43,6 +54,15 @@ class FakeRuntime:
 
     async def create(self, spec: ContainerSpec) -> str:
         raise Created
+
+    async def inspect(self, container_id: str) -> ContainerInfo:
+        raise ContainerRuntimeError("gone")
+
+    async def logs_tail(self, container_id: str, lines: int) -> str:
+        return ""
+
+    async def remove(self, container_id: str) -> None:
+        pass
 
 
 def run_with(routes: RouteTable) -> DeployRun:
@@ -78,3 +98,21 @@ async def test_the_same_image_is_deployed_when_its_container_is_down() -> None:
     routes.mark_down(serving(routes), "the app's container exited with code 1")
     with pytest.raises(Created):
         await run_with(routes).run()
+
+
+async def test_routing_back_to_a_container_that_is_down_keeps_it_down() -> None:
+    # The old container had exited (restart = "no"); the deploy meant to replace it dies
+    # within stabilization: the route goes back to the old one, still down (502 at once).
+    routes = RouteTable()
+    old = serving(routes)
+    routes.mark_down(old, "the app's container exited with code 1")
+    new_info = dataclasses.replace(CURRENT, id="c2", name="hotswap-app-test-2")
+    new = Backend(Address("127.0.0.1", 2), name=new_info.name, container_id="c2")
+    routes.switch("app.test", new)
+    died = ContainerEvent(EventKind.DIE, "c2", 1.0, exit_code=3)
+    with pytest.raises(DeployError, match="traffic routed back"):
+        await run_with(routes)._route_back(new_info, new, old, died)
+    back = routes.get("app.test")
+    assert back is not None and back.container_id == CURRENT.id
+    assert back.state is BackendState.DOWN
+    assert back.down_reason == "the app's container exited with code 1"

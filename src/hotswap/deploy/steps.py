@@ -313,6 +313,8 @@ class DeployRun:
                 again = Backend(
                     old.address, name=old.name, container_id=old.container_id, image=old.image
                 )
+                # A container that was down (exited, not restarted) stays down: 502 at once.
+                again.state, again.down_reason = old.state, old.down_reason
                 self.routes.switch(self.domain, again)
             else:
                 self.routes.remove(self.domain)
