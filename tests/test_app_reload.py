@@ -59,3 +59,16 @@ async def test_a_changed_volume_redeploys_the_route() -> None:
         nursery.cancel_scope.cancel()
     assert deployer.deploys == [("app.test", True)]
     assert changes == ["route app.test changed: deploying app:1"]
+
+
+async def test_a_route_without_a_container_keeps_its_domain_from_another_routes_wildcard() -> None:
+    wide = dataclasses.replace(ROUTE, hosts=("*.test",))
+    app, _ = app_with(Config(deploy=QUIET, routes={"app.test": wide}))
+    assert app.routes.resolve("api.test") == ("app.test", None)
+    added = {"app.test": wide, "api.test": Route("api.test", "api:1")}
+    async with trio.open_nursery() as nursery:
+        app._nursery = nursery
+        changes = app._apply(Config(deploy=QUIET, routes=added))
+        nursery.cancel_scope.cancel()
+    assert changes == ["route api.test added: deploying api:1"]
+    assert app.routes.resolve("api.test") == ("api.test", None)  # 404 until it is deployed

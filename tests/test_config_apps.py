@@ -122,6 +122,16 @@ def test_app_keys_and_redirects_round_trip_through_tomli_w() -> None:
             'got "data"',
         ),
         (
+            'volumes = ["data:/data/.."]',  # Docker cleans it to "/", and refuses that
+            'routes."app.example.com".volumes[0]: the container path must be absolute and not "/", '
+            'got "/data/.."',
+        ),
+        (
+            'volumes = ["a1:/data", "/srv:/srv/../data/."]',  # the same mount point for Docker
+            'routes."app.example.com".volumes[1]: /data is mounted already by '
+            'routes."app.example.com".volumes[0]',
+        ),
+        (
             'volumes = ["data:/data:z"]',
             'routes."app.example.com".volumes[0]: the mode must be "ro" or "rw", got "z"',
         ),
@@ -174,6 +184,16 @@ def test_app_keys_and_redirects_round_trip_through_tomli_w() -> None:
             'got string "2"',
         ),
         (
+            "cpus = nan",  # TOML has nan and inf; Docker has neither
+            'routes."app.example.com".cpus: expected a number of CPUs like 1.5, or 0 for no limit, '
+            "got float nan",
+        ),
+        (
+            "cpus = inf",
+            'routes."app.example.com".cpus: expected a number of CPUs like 1.5, or 0 for no limit, '
+            "got float inf",
+        ),
+        (
             "cpus = 0.001",
             'routes."app.example.com".cpus: must be 0 (no limit) or at least 0.01, got float 0.001',
         ),
@@ -222,6 +242,31 @@ def test_a_redirect_that_would_loop_is_refused() -> None:
         f'{FILE}: redirects."*.x.example.com": "https://a.x.example.com" is served by this '
         "redirect itself: it would loop",
     ]
+
+
+def test_redirects_that_send_each_other_back_are_refused() -> None:
+    text = '[redirects]\n"a.example.com" = "https://b.example.com"\n'
+    text += '"b.example.com" = "https://c.example.com"\n"*.example.com" = "https://a.example.com"\n'
+    text += '"d.example.com" = "https://a.example.com"\n'  # leads into the loop, is not in it
+    assert problems_of(text) == [
+        f'{FILE}: redirects."a.example.com": "https://b.example.com" is redirected back to '
+        'this name by redirects."b.example.com", redirects."*.example.com": it would loop',
+        f'{FILE}: redirects."b.example.com": "https://c.example.com" is redirected back to '
+        'this name by redirects."*.example.com", redirects."a.example.com": it would loop',
+        f'{FILE}: redirects."*.example.com": "https://a.example.com" is redirected back to '
+        'this name by redirects."a.example.com", redirects."b.example.com": it would loop',
+    ]
+
+
+def test_a_wildcard_redirect_to_a_name_a_route_serves_is_no_loop() -> None:
+    # Every other subdomain to www: the exact name wins over the wildcard, as in the proxy.
+    text = APP + 'hosts = ["www.example.com"]\n[routes."api.example.com"]\nimage = "api:1"\n'
+    text += '[redirects]\n"*.example.com" = "https://www.example.com"\n'
+    text += '"old.example.com" = "https://api.example.com"\n'
+    assert parse(text).redirects == {
+        "*.example.com": "https://www.example.com",
+        "old.example.com": "https://api.example.com",
+    }
 
 
 def test_a_name_belongs_to_one_route() -> None:

@@ -37,6 +37,11 @@ def test_values_are_kept_as_written_and_comments_skipped() -> None:
     [
         ("A=1\n=value\n", "line 2: no variable name before the ="),
         ("MY VAR=secret\n", "line 1: the variable name 'MY VAR' contains whitespace"),
+        (
+            "A=1\nPASSWORD secret\n",  # "=" forgotten: the whole line may be a value
+            'line 2: no "=" and whitespace in the name (the line is not shown: it may hold '
+            "a value)",
+        ),
     ],
 )
 def test_an_invalid_line_is_named_without_its_value(text: str, message: str) -> None:
@@ -55,3 +60,10 @@ def test_reading_names_the_file(tmp_path: Path) -> None:
         read_env_file(str(path))
     path.write_bytes(b"\xef\xbb\xbfA=1\n")  # a byte order mark is skipped, as docker does
     assert read_env_file(str(path)) == {"A": "1"}
+
+
+def test_only_newlines_end_a_line_as_in_docker() -> None:
+    # docker reads lines split at "\n" (a "\r" before it dropped); other characters Python
+    # calls line breaks (form feed, U+2028, a lone "\r") belong to the value.
+    text = "CRLF=1\r\nODD=a\x0cb\u2028c\x85d\re\nLAST=2"
+    assert parse_env_file(text, {}) == {"CRLF": "1", "ODD": "a\x0cb\u2028c\x85d\re", "LAST": "2"}

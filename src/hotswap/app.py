@@ -38,8 +38,9 @@ def external_backend(route: ExternalRoute) -> Backend:
 
 
 def route_hosts(config: Config) -> dict[str, tuple[str, ...]]:
-    """Each route's extra names (hosts), for RouteTable.set_names()."""
-    return {domain: route.hosts for domain, route in config.routes.items() if route.hosts}
+    """Each route's extra names (hosts), for RouteTable.set_names(): every route is listed,
+    so its domain stays its own while it has no container yet."""
+    return {domain: route.hosts for domain, route in config.routes.items()}
 
 
 class App:
@@ -116,9 +117,13 @@ class App:
         changes.extend(self.tls.apply(new))
         self.config = new
         self.deployer.update_config(new)
-        if route_hosts(new) != route_hosts(old) or new.redirects != old.redirects:
-            self.routes.set_names(route_hosts(new), new.redirects)
-            changes.append("names (routes' hosts, redirects) updated")
+        hosts = route_hosts(new)
+        if hosts != route_hosts(old) or new.redirects != old.redirects:
+            self.routes.set_names(hosts, new.redirects)
+            if _extra_names(hosts) != _extra_names(route_hosts(old)) or (
+                new.redirects != old.redirects
+            ):
+                changes.append("names (routes' hosts, redirects) updated")
         nursery = self._nursery
         assert nursery is not None
         if new.deploy.watch_images and self._watch_scope is None:
@@ -202,9 +207,11 @@ class App:
             # containers are adopted first, so no request meets a 404 while hotswap
             # restarts (the extra containers and the missing routes come after).
             await nursery.start(self.runtime.run)
-            # Subscribed before the adoption, so no exit of an adopted container is missed.
-            await nursery.start(self.restarts.run)
             plan = await self.deployer.adopt()
+            # After the adoption: the watch subscribes, then inspects every container the
+            # routes serve, so an exit since the adoption listed them is seen either way
+            # (an exit it heard of before the switch would concern no route yet).
+            await nursery.start(self.restarts.run)
         else:
             # External routes only: serve at once, whether or not Docker answers.
             nursery.start_soon(self.runtime.run)
@@ -317,6 +324,10 @@ class App:
         if proxy is not None:
             await proxy.shutdown(self.config.deploy.drain_timeout)  # type: ignore[attr-defined]
         log.info("stopped; app containers keep running")
+
+
+def _extra_names(hosts: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    return {domain: names for domain, names in hosts.items() if names}
 
 
 def _changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> list[str]:

@@ -309,7 +309,7 @@ def register_logs(commands: Commands) -> None:
 
 
 def _line_count(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"expected a number of lines, got {text!r}")
     return int(text)
 

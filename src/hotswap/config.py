@@ -506,7 +506,7 @@ def _parse_redirects(table: Mapping[str, Any], report: Report) -> dict[str, str]
             report(key, str(exc))
             continue
         target = apps.parse_redirect_target(value, key, report)
-        if isinstance(target, str) and apps.check_redirect_loop(name, target, key, report):
+        if isinstance(target, str):
             redirects[name] = target
     return redirects
 
@@ -523,6 +523,8 @@ def _check_names(
     ]
     names += [(name, f"redirects.{key_part(name)}") for name in redirects]
     apps.check_names(names, report, seen)
+    served = set(seen) | {name for route in routes.values() for name in route.hosts}
+    apps.check_redirect_loops(redirects, served, report)
 
 
 def _parse_external_routes(

@@ -19,14 +19,16 @@ handle itself.
 
 from __future__ import annotations
 
+import math
+import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
 from hotswap.addresses import normalize_domain
-from hotswap.config_values import Report, describe
+from hotswap.config_values import Report, describe, key_part
 from hotswap.units import parse_size
 
 INVALID: Final = object()  # a value that produced a problem; the key keeps its default
@@ -114,14 +116,17 @@ def parse_volume(text: str, key: str, report: Report) -> tuple[str, str, bool] |
             f'"{source}" is neither a volume name (letters, digits, "_", ".", "-") nor an '
             "absolute path: bind-mount paths are absolute"
         )
-    if problem is None and (not target.startswith("/") or target.rstrip("/") == ""):
+    # Docker cleans the container path ("/data/..", "/data/." and "/data" are one mount
+    # point) and refuses "/" and duplicates only when it creates the container.
+    cleaned = "/" + posixpath.normpath(target).lstrip("/")
+    if problem is None and (not target.startswith("/") or cleaned == "/"):
         problem = f'the container path must be absolute and not "/", got "{target}"'
     if problem is None and mode not in ("ro", "rw"):
         problem = f'the mode must be "ro" or "rw", got "{mode}"'
     if problem is not None:
         report(key, problem)
         return None
-    return source, target.rstrip("/") or "/", mode == "ro"
+    return source, cleaned, mode == "ro"
 
 
 def parse_volumes(raw: object, key: str, report: Report) -> list[tuple[str, str, bool]] | object:
@@ -206,7 +211,7 @@ def parse_memory(raw: object, key: str, report: Report) -> int | object:
 
 
 def parse_cpus(raw: object, key: str, report: Report) -> float | object:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
         report(key, f"expected a number of CPUs like 1.5, or 0 for no limit, got {describe(raw)}")
         return INVALID
     if raw < 0 or 0 < raw < MIN_CPUS:
@@ -264,10 +269,35 @@ def check_names(
             first[name] = key
 
 
-def check_redirect_loop(name: str, target: str, key: str, report: Report) -> bool:
-    """A redirect to the name it redirects would loop: report it."""
-    host = urlsplit(target).hostname or ""
-    loops = host == name or (name.startswith(WILDCARD_PREFIX) and wildcard_matches(name, host))
-    if loops:
-        report(key, f'"{target}" is served by this redirect itself: it would loop')
-    return not loops
+def check_redirect_loops(
+    redirects: Mapping[str, str], served: Collection[str], report: Report
+) -> None:
+    """Report each redirect whose target comes back to it, directly or through other
+    redirects. `served`: every name a route or an external route serves (exact or
+    wildcard). A target host resolves as in the proxy: an exact name before a wildcard."""
+
+    def lands_on(host: str) -> str | None:
+        """The redirect that answers `host`, None if a route serves it (or nothing)."""
+        if host in served:
+            return None
+        if host in redirects:
+            return host
+        wildcard = WILDCARD_PREFIX + host.partition(".")[2]
+        if "." not in host or wildcard in served:
+            return None
+        return wildcard if wildcard in redirects else None
+
+    for name, target in redirects.items():
+        path = [name]
+        following = lands_on(urlsplit(target).hostname or "")
+        while following is not None and following not in path:
+            path.append(following)
+            following = lands_on(urlsplit(redirects[following]).hostname or "")
+        if following != name:
+            continue  # no loop, or one this redirect only leads into
+        key = f"redirects.{key_part(name)}"
+        if len(path) == 1:
+            report(key, f'"{target}" is served by this redirect itself: it would loop')
+        else:
+            others = ", ".join(f"redirects.{key_part(other)}" for other in path[1:])
+            report(key, f'"{target}" is redirected back to this name by {others}: it would loop')

@@ -235,7 +235,8 @@ ROUTE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("routes.<domain>.user", Kind.STRING, "",
             'Overrides the image\'s USER when set: "1000", "app" or "1000:1000".', _D),
     KeySpec("routes.<domain>.memory", Kind.SIZE, "",
-            'Memory limit of the container, e.g. "512MB" ("" = none; at least 6MiB).', _D),
+            'Memory limit of the container, e.g. "512MB" ("" = none; at least 6MiB). MB is '
+            'decimal: Docker\'s --memory 512m is "512MiB".', _D),
     KeySpec("routes.<domain>.cpus", Kind.NUMBER, 0,
             "CPU limit of the container, e.g. 1.5 (0 = none).", _D),
     KeySpec("routes.<domain>.restart", Kind.CHOICE, "unless-stopped",

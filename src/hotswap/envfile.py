@@ -23,14 +23,21 @@ def parse_env_file(text: str, environ: Mapping[str, str] | None = None) -> dict[
     """The variables of an env file's `text` (KEY without "=": taken from `environ`)."""
     environ = os.environ if environ is None else environ
     env: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.lstrip()
+    # Lines end at "\n" only (a "\r" before it dropped), as docker reads them; splitlines()
+    # would also cut a value at a form feed, U+2028 or a lone "\r".
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.removesuffix("\r").lstrip()
         if not line or line.startswith("#"):
             continue
         name, sep, value = line.partition("=")
         if not name:
             raise EnvFileError(f"line {number}: no variable name before the =")
         if any(char.isspace() for char in name) or "\0" in name:
+            if not sep:  # "KEY value": the line may be a value with its "=" forgotten
+                raise EnvFileError(
+                    f'line {number}: no "=" and whitespace in the name (the line is not '
+                    "shown: it may hold a value)"
+                )
             raise EnvFileError(f"line {number}: the variable name {name!r} contains whitespace")
         if sep:
             env[name] = value

@@ -3,6 +3,7 @@ and restarts (fake log source; the real engine is in tests/docker/test_apps.py).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 from admin_fakes import start
 
 from hotswap.admin.logs import NoContainerError, parse_log_query, route_logs
@@ -133,6 +135,24 @@ async def test_follow_resumes_a_restarted_container_where_it_stopped() -> None:
     assert logs.opened[-1] == ("c1", None, 10.0)
 
 
+async def test_follow_with_tail_never_replays_older_lines_when_a_quiet_container_restarts() -> None:
+    routes, logs = RouteTable(), FakeLogs()
+    b1 = backend("c1", "app-1")
+    routes.switch("app.test", b1)
+    now = int(time.time())
+    logs.add("c1", now - 3600, "an hour ago")
+    with trio.fail_after(5):
+        async with following(routes, logs, tail=0) as items:  # only new lines
+            assert await take(items, 1) == ["app-1"]
+            await trio.testing.wait_all_tasks_blocked()  # following its (quiet) log
+            routes.mark_down(b1, "exited")  # it exits before it logs anything new
+            logs.stop("c1")
+            logs.stopped["c1"] = trio.Event()  # running again
+            logs.add("c1", now + 3600, "after the restart")
+            routes.mark_up(b1)
+            assert await take(items, 1) == ["after the restart"]
+
+
 async def ignore(item: dict[str, Any]) -> None:
     await trio.lowlevel.checkpoint()
 
@@ -156,6 +176,8 @@ def test_the_query_gives_follow_tail_and_since() -> None:
     assert parse_log_query("/v1/logs/a").since is None
     with pytest.raises(HttpError, match="tail: expected a number of lines"):
         parse_log_query("/v1/logs/a?tail=x")
+    with pytest.raises(HttpError, match="tail: expected a number of lines"):
+        parse_log_query("/v1/logs/a?tail=%C2%B2")  # "²" is a digit to str.isdigit()
     with pytest.raises(HttpError, match="since:"):
         parse_log_query("/v1/logs/a?since=10")
 

@@ -103,3 +103,16 @@ async def test_waiters_wake_at_the_next_change() -> None:
             assert woke == []
             routes.mark_down(app, "down")
     assert woke == [True]
+
+
+def test_a_routes_domain_is_never_taken_by_a_wildcard_while_it_has_no_backend() -> None:
+    # api.example.com is a route of its own (not deployed yet, or its deploy failed): a
+    # wildcard of another route or a redirect must not serve it meanwhile.
+    routes = RouteTable()
+    app = Backend(Address("127.0.0.1", 1), name="app")
+    routes.switch("app.example.com", app)
+    routes.set_names({"app.example.com": ["*.example.com"], "api.example.com": []}, {})
+    assert routes.resolve("api.example.com") == ("api.example.com", None)
+    assert routes.acquire("api.example.com") is None
+    assert app.inflight.requests == 0
+    assert routes.acquire("www.example.com") is app

@@ -84,7 +84,7 @@ def _count(query: Mapping[str, list[str]], name: str) -> int | None:
     values = query.get(name)
     if not values or values[-1] in ("", "all"):
         return None
-    if not values[-1].isdigit():
+    if not (values[-1].isascii() and values[-1].isdigit()):  # "²".isdigit() is true
         raise HttpError(400, f"{name}: expected a number of lines, got {values[-1]!r}")
     return int(values[-1])
 
@@ -128,6 +128,10 @@ async def route_logs(
             )
         seen = last.get(container_id)
         first = not last
+        if first:
+            # Lines from before now are left to tail and since: if none is sent before the
+            # log ends (a quiet container restarting), it resumes from now, never earlier.
+            last[container_id] = _stamp(time.time())
         last.setdefault(container_id, (0, 0))
         # Again the same container (restarted): from where it stopped, to the second.
         start = since if first else (float(seen[0]) if seen else None)
@@ -151,3 +155,9 @@ async def route_logs(
         if routes.get(route) is backend:
             with trio.move_on_after(RETRY_AFTER):
                 await changed.wait()
+
+
+def _stamp(unix: float) -> tuple[int, int]:
+    """A LogLine stamp (seconds, nanoseconds) of the unix time `unix`."""
+    seconds = int(unix)
+    return seconds, int((unix - seconds) * 1e9)

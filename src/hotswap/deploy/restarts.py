@@ -12,9 +12,11 @@ switch, and `docker stop` keeps the restart policy from starting it again. A rou
 moved back to a restarted container only if it still routes to that container
 (RouteTable.replace), so a late event never undoes a deploy.
 
-One subscription to every container's events, opened before the start-up adoption;
-when the events stream is lost, the watch subscribes again and inspects every
-serving container once, so a restart during the gap is not missed.
+One subscription to every container's events, opened after the start-up adoption and
+followed by one inspection of every serving container (an exit between the adoption's
+listing and the subscription is seen by that inspection); when the events stream is
+lost, the watch subscribes again and inspects them again, so a restart during the gap
+is not missed.
 """
 
 from __future__ import annotations

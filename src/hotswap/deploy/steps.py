@@ -39,7 +39,7 @@ from hotswap.deploy.readiness import (
 )
 from hotswap.deploy.unwrap import first_error
 from hotswap.errors import DeployError, EventStreamLost, HotswapError, ImageError
-from hotswap.proxy.routes import Backend, RouteTable
+from hotswap.proxy.routes import Backend, BackendState, RouteTable
 from hotswap.runtime.base import (
     LABEL_PREVIOUS_IMAGE,
     ContainerEvent,
@@ -99,10 +99,16 @@ class DeployRun:
         env = await load_env(self.route)
         await check_options(self.runtime, self.route, self._spec(env, None, None, {}))
         image = await self._ensure_image()
-        if self.current is not None and self.current.image_id == image.id and not self.force:
+        current = self.current
+        if (
+            current is not None
+            and current.image_id == image.id
+            and not self.force
+            and not self._down(current)
+        ):
             message = (
                 f"image {self.handle.image} ({image.id[:19]}) is already running in "
-                f"{self.current.name}; nothing to deploy (force to redeploy)"
+                f"{current.name}; nothing to deploy (force to redeploy)"
             )
             self.handle.emit(Phase.SKIPPED, message, image=self.handle.image)
             return self.result(Outcome.SKIPPED, error=message)
@@ -145,6 +151,17 @@ class DeployRun:
             healthy_to_switch=healthy_to_switch,
             idle_to_stop=idle_to_stop,
             drain=None if drained is None else drained.duration,
+        )
+
+    def _down(self, current: ContainerInfo) -> bool:
+        """`current` exited (or was removed) and does not run again (restart = "no", or
+        "on-failure" after exit 0): the same image is deployed anew, not skipped as
+        "already running"."""
+        backend = self.routes.get(self.domain)
+        return (
+            backend is not None
+            and backend.container_id == current.id
+            and backend.state is BackendState.DOWN
         )
 
     async def _ensure_image(self) -> ImageInfo:
@@ -296,6 +313,8 @@ class DeployRun:
                 again = Backend(
                     old.address, name=old.name, container_id=old.container_id, image=old.image
                 )
+                # A container that was down (exited, not restarted) stays down: 502 at once.
+                again.state, again.down_reason = old.state, old.down_reason
                 self.routes.switch(self.domain, again)
             else:
                 self.routes.remove(self.domain)

@@ -112,13 +112,15 @@ class RouteTable:
         return self._routes.get(domain)
 
     def set_names(self, hosts: Mapping[str, Iterable[str]], redirects: Mapping[str, str]) -> None:
-        """Replace the extra names: `hosts` maps a route key to its names, `redirects` a
-        name to an origin. Names are normalised and unique (the config loader checks)."""
+        """Replace the extra names: `hosts` maps every route key to its names, `redirects` a
+        name to an origin. Names are normalised and unique (the config loader checks).
+
+        A route key is an exact name of its own route, so a wildcard never takes it while
+        the route has no backend (before its first deploy, after a failed one)."""
         names: dict[str, Target] = {}
         wildcards: dict[str, Target] = {}
-        entries: list[tuple[str, Target]] = [
-            (name, domain) for domain, route_names in hosts.items() for name in route_names
-        ]
+        entries: list[tuple[str, Target]] = [(domain, domain) for domain in hosts]
+        entries += [(name, domain) for domain, route_names in hosts.items() for name in route_names]
         entries += [(name, Redirect(name, origin)) for name, origin in redirects.items()]
         for name, target in entries:
             if name.startswith(WILDCARD_PREFIX):
