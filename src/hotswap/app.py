@@ -221,21 +221,16 @@ class App:
         # plain listener, which answers the CA's challenges.
         await nursery.start(functools.partial(self.tls.run, hold_orders=True))
         self.proxy = await nursery.start(
-            functools.partial(serve_proxy, observe=self.metrics.observe_request),
+            functools.partial(
+                serve_proxy,
+                observe=self.metrics.observe_request,
+                tls=self.tls,
+                on_handshake_failure=self.metrics.observe_tls_handshake_failure,
+            ),
             self.server_config,
             self.routes,
         )
-        if getattr(self.proxy, "serves_tls", False):
-            self.tls.release_orders()  # the plain listener answers the CA's challenges now
-        elif self.config.tls.listen is not None:
-            # Issue 10, pending proxy integration: proxy/server.py serves tls.listen with
-            # self.tls.context, answers self.tls.challenge_response() on the plain listener
-            # and sets `serves_tls`; until then ACME orders are held (they could not pass).
-            log.warning(
-                "tls.listen=%s is set, but this build's proxy has no HTTPS listener yet: "
-                "certificate files are checked and shown, ACME orders are held",
-                self.config.tls.listen,
-            )
+        self.tls.release_orders()  # the plain listener answers the CA's challenges now
         self.admin_port = await nursery.start(serve_admin, self)
         if self.config.deploy.watch_images:
             # Before start_up: a tag moving during the start-up deploys is seen.

@@ -8,6 +8,8 @@ Traffic goes only to the proxy on 127.0.0.1, with the route's domain as Host.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,7 +33,7 @@ from hotswap.config import (
 from hotswap.deploy import Deployer, DeployHandle, DeployResult, ProgressEvent
 from hotswap.deploy.restarts import RestartWatch
 from hotswap.proxy.routes import BackendState, RouteTable
-from hotswap.proxy.server import ProxyServer, serve_proxy
+from hotswap.proxy.server import ProxyServer, TlsSide, serve_proxy
 from hotswap.runtime import ContainerInfo, DockerRuntime
 
 LOOPBACK = "127.0.0.1"
@@ -155,6 +157,7 @@ async def open_harness(
     *,
     like: Harness | None = None,
     network_mode: NetworkMode = NetworkMode.HOST,
+    tls: TlsSide | None = None,
 ) -> AsyncIterator[Harness]:
     """A running runtime + deployer + restart watch + proxy. `like`: same routes and
     settings (a restart). Bridge mode: send no traffic (the engine's bridge networks
@@ -174,7 +177,9 @@ async def open_harness(
             )
             await nursery.start(watch.run)
             await nursery.start(deployer.run)
-            proxy = await nursery.start(serve_proxy, lambda: server_config, routes)
+            proxy = await nursery.start(
+                functools.partial(serve_proxy, tls=tls), lambda: server_config, routes
+            )
             harness = Harness(runtime, routes, deployer, proxy, config, images)
             if like is not None:
                 harness.suffix = like.suffix
@@ -195,15 +200,21 @@ async def open_harness(
 class KeepAliveClient:
     """An h11 client over one connection to the proxy; requests reuse it (keep-alive)."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.conn = h11.Connection(h11.CLIENT)
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, port: int) -> AsyncIterator[KeepAliveClient]:
-        stream = await trio.open_tcp_stream(LOOPBACK, port)
+    async def connect(
+        cls, port: int, tls: ssl.SSLContext | None = None, server_name: str = ""
+    ) -> AsyncIterator[KeepAliveClient]:
+        """A connection to the proxy; with `tls`, HTTPS with SNI `server_name`."""
+        stream: trio.abc.Stream = await trio.open_tcp_stream(LOOPBACK, port)
         async with stream:
+            if tls is not None:
+                stream = trio.SSLStream(stream, tls, server_hostname=server_name)
+                await stream.do_handshake()
             yield cls(stream)
 
     async def get(self, host: str, path: str = "/") -> tuple[int, bytes]:

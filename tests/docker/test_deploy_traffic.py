@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import ssl
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
+import trustme
 from deploy_harness import Harness, KeepAliveClient, follow, open_harness, wait_phase
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from hotswap.config import DrainMode, WebSocketDrain
+from hotswap.config import DrainMode, WebSocketDrain, parse_config
 from hotswap.deploy import DeployHandle, Outcome
 from hotswap.proxy.routes import Backend
+from hotswap.tls.manager import TlsManager
 
 LOOPBACK = "127.0.0.1"
 
@@ -78,6 +83,54 @@ async def test_continuous_keep_alive_traffic_sees_no_error_across_several_deploy
         assert results and all(status == 200 for status, _ in results), set(results)
         assert {body for _, body in results} == {b"v1\n", b"v2\n"}
         assert results[-1] == (200, b"v2\n")
+
+
+async def test_continuous_https_traffic_sees_no_error_across_deploys(
+    test_images: dict[str, str], tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("*.deploy.test")
+    cert, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    key.write_bytes(leaf.private_key_pem.bytes())
+    text = f"""
+        [tls]
+        listen = "127.0.0.1:0"
+        certificates = [{{ cert = "{cert}", key = "{key}" }}]
+        certs_dir = "{tmp_path / "certs"}"
+    """
+    manager = TlsManager(parse_config(tomllib.loads(text), tmp_path / "hotswap.toml"))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with open_harness(test_images, tls=manager) as h:
+        with trio.fail_after(120):
+            domain = await deployed_v1(h, "https")
+            results: list[tuple[int, bytes]] = []
+            errors: list[BaseException] = []
+            stop = trio.Event()
+            port = h.proxy.tls_port
+            assert port is not None
+
+            async def client() -> None:
+                async with KeepAliveClient.connect(port, context, domain) as c:
+                    while not stop.is_set():
+                        try:
+                            results.append(await c.get(domain))
+                        except (OSError, ConnectionError, trio.BrokenResourceError) as exc:
+                            errors.append(exc)
+                            return
+                        await trio.sleep(0.005)  # bounded rate on a shared 2-core machine
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(client)
+                for image in ("app_v2", "app_v1"):
+                    deployed = await h.deploy(domain, image)
+                    assert deployed.result.outcome is Outcome.OK, deployed.result.error
+                stop.set()
+            assert errors == []
+            assert results and all(status == 200 for status, _ in results), set(results)
+            assert {body for _, body in results} == {b"v1\n", b"v2\n"}
 
 
 @pytest.mark.parametrize("mode", [DrainMode.AUTO, DrainMode.INFLIGHT])

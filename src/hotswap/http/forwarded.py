@@ -21,7 +21,8 @@ class TrustedProxies:
     """The networks of server.trusted_proxies, and whether a peer address is in one."""
 
     def __init__(self, networks: Iterable[str] = ()) -> None:
-        self.networks = tuple(ipaddress.ip_network(network) for network in networks)
+        self.networks_source = tuple(networks)  # as configured (tells a reload's change)
+        self.networks = tuple(ipaddress.ip_network(network) for network in self.networks_source)
         self._cache: dict[str, bool] = {}
 
     def __bool__(self) -> bool:

@@ -31,7 +31,11 @@ def redirect_location(origin: str, target: bytes) -> bytes:
 
 def redirect_response(origin: str, target: bytes) -> tuple[int, Headers, bytes]:
     """(status, headers, body) answering a request for `target` on a redirected name."""
-    location = redirect_location(origin, target)
+    return redirect_to(redirect_location(origin, target))
+
+
+def redirect_to(location: bytes) -> tuple[int, Headers, bytes]:
+    """(status, headers, body) of a 308 to `location` (visible ASCII, already encoded)."""
     link = escape(location.decode("ascii"))
     body = (
         "<!DOCTYPE html>\n"

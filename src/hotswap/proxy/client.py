@@ -23,6 +23,7 @@ class Phase(enum.Enum):
     """What the connection's deadline bounds right now."""
 
     NONE = "none"  # nothing: the deadline is infinite
+    HANDSHAKE = "handshake"  # a TLS handshake (tls.handshake_timeout): closed, counted
     IDLE = "idle"  # waiting for the next request (idle_timeout): closed quietly
     HEAD = "head"  # reading a request head (header_timeout): 408
     UPSTREAM = "upstream"  # waiting on the backend (upstream_response_timeout): 504
@@ -39,6 +40,7 @@ class Client(Protocol):
     peer: str  # the client's address
     scheme: str  # "http" or "https"
     trusted: bool  # the peer is one of server.trusted_proxies
+    hsts: bytes | None  # Strict-Transport-Security for this connection's responses
     config: ServerConfig  # this connection's snapshot of [server]
     transport: Transport  # the socket; a WebSocket tunnel copies bytes on it after a 101
     tunnel: Tunnel | None  # the open tunnel (a shutdown asks it to close)

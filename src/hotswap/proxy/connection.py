@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Final
@@ -43,13 +44,14 @@ from hotswap.proxy.codec import (
 )
 from hotswap.proxy.codec_fast import FastServerCodec
 from hotswap.proxy.codec_h11 import H11ServerCodec
-from hotswap.proxy.forward import forward
+from hotswap.proxy.forward import Edge, forward
 from hotswap.proxy.outcome import CLIENT_GONE_STATUS, Outcome
 from hotswap.proxy.routes import RouteTable
-from hotswap.proxy.sockio import Transport
+from hotswap.proxy.sockio import StreamTransport, Transport
 from hotswap.proxy.timers import TimerWheel, now
 from hotswap.proxy.tunnel import Tunnel
 from hotswap.proxy.upstream import RECEIVE_SIZE
+from hotswap.tls.handshake import HandshakeFailed, accept_tls
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,10 @@ _CODECS: Final[dict[HttpParser, Callable[[int], ServerCodec]]] = {
 
 # Called once per answered request: (route or None, status, seconds, connect error).
 Observer = Callable[[str | None, int, float, bool], None]
+# Called once per failed TLS handshake, with the reason (a bounded set, a metrics label).
+HandshakeObserver = Callable[[str], None]
+HANDSHAKE_TIMEOUT_REASON: Final = "timeout"
+_STS: Final = b"strict-transport-security"
 
 
 class RequestIds:
@@ -91,12 +97,16 @@ class ProxyContext:
         watch: AbortWatch,
         timers: TimerWheel,
         observe: Observer | None = None,
+        edge: Edge | None = None,
+        on_handshake_failure: HandshakeObserver | None = None,
     ) -> None:
         self.routes = routes
         self.access_log = access_log
         self.watch = watch
         self.timers = timers
         self.observe = observe
+        self.edge = edge  # ACME challenges and HTTPS redirects (tls.TlsManager), if any
+        self.on_handshake_failure = on_handshake_failure
         self.request_ids = RequestIds()
         self.draining = False
 
@@ -118,6 +128,8 @@ class ClientConnection:
         "ctx",
         "final_error",
         "gone",
+        "handshake_timeout",
+        "hsts",
         "idle",
         "in_head",
         "outcome",
@@ -126,6 +138,7 @@ class ClientConnection:
         "scheme",
         "scope",
         "timer_slot",
+        "tls",
         "transport",
         "trusted",
         "tunnel",
@@ -140,14 +153,19 @@ class ClientConnection:
         config: ServerConfig,
         peer: str,
         *,
-        scheme: str = "http",
         trusted: bool = False,
+        tls: ssl.SSLContext | None = None,
+        hsts: str = "",
+        handshake_timeout: float = math.inf,
     ) -> None:
         self.ctx = ctx
         self.transport = transport
         self.config = config  # a snapshot: a reload applies to new connections
         self.peer = peer
-        self.scheme = scheme
+        self.tls = tls  # the listener's context: a handshake comes first
+        self.handshake_timeout = handshake_timeout
+        self.scheme = "https" if tls is not None else "http"
+        self.hsts = hsts.encode("ascii") if tls is not None and hsts else None
         self.trusted = trusted
         self.codec = _CODECS[config.http_parser](MAX_REQUEST_HEAD_SIZE)
         self.scope = trio.CancelScope()  # the connection's; the timer wheel cancels it
@@ -184,9 +202,12 @@ class ClientConnection:
         ctx = self.ctx
         config = self.config
         parser = config.http_parser
-        self.deadline_at(Phase.HEAD, now() + config.header_timeout)
+        edge = ctx.edge
         first = True
         with self.scope:
+            if self.tls is not None and not await self._handshake(self.tls):
+                return
+            self.deadline_at(Phase.HEAD, now() + config.header_timeout)
             while True:
                 request = await self._read_request(first)
                 if request is None:
@@ -194,7 +215,7 @@ class ClientConnection:
                 first = False
                 outcome = Outcome(request, time.perf_counter())
                 self.outcome = outcome
-                await forward(self, codec, request, outcome, ctx.routes, parser)
+                await forward(self, codec, request, outcome, ctx.routes, parser, edge)
                 self.outcome = None
                 ctx.record(outcome, self.peer, config)
                 if outcome.close or self.final_error or codec.switched:
@@ -203,6 +224,26 @@ class ClientConnection:
                     return
                 codec.start_next_cycle()
         await self._after_deadline()
+
+    async def _handshake(self, context: ssl.SSLContext) -> bool:
+        """The TLS handshake, within tls.handshake_timeout; False when it failed."""
+        self.deadline_at(Phase.HANDSHAKE, now() + self.handshake_timeout)
+        sock = self.transport.socket
+        try:
+            accepted = await accept_tls(
+                trio.SocketStream(trio.socket.from_stdlib_socket(sock)), context
+            )
+        except HandshakeFailed as exc:
+            self._handshake_failed(str(exc.reason))
+            return False
+        self.transport = StreamTransport(accepted.stream, sock)
+        return True
+
+    def _handshake_failed(self, reason: str) -> None:
+        # Bad handshakes are part of life on a public port: counted, logged at debug.
+        log.debug("tls handshake failed client=%s reason=%s", self.peer, reason)
+        if self.ctx.on_handshake_failure is not None:
+            self.ctx.on_handshake_failure(reason)
 
     async def _read_request(self, first: bool) -> RequestHead | None:
         """The next request head, or None when the connection should close."""
@@ -262,7 +303,9 @@ class ClientConnection:
         phase = self.phase
         config = self.config
         if outcome is None:
-            if self.in_head and phase is Phase.HEAD and not self.gone and not self.ctx.draining:
+            if phase is Phase.HANDSHAKE:
+                self._handshake_failed(HANDSHAKE_TIMEOUT_REASON)
+            elif self.in_head and phase is Phase.HEAD and not self.gone and not self.ctx.draining:
                 log.info(
                     "request head timeout client=%s timeout=%ss", self.peer, config.header_timeout
                 )
@@ -408,6 +451,8 @@ class ClientConnection:
         codec = self.codec
         if close or self.ctx.draining:
             headers.append(_CLOSE)
+        if self.hsts is not None:
+            headers.append((_STS, self.hsts))
         payload = codec.response(status, headers, reason(status))
         outcome = self.outcome
         if outcome is None or outcome.request.method != b"HEAD":

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 FLUSH_SIZE: Final = 64 * 1024
 _CLOSE: Final = (b"connection", b"close")
+_STS: Final = b"strict-transport-security"
 # What a client is told of an upstream failure; the cause (addresses, the bytes the
 # upstream sent) goes to the log only, as nginx and Caddy do.
 _PUBLIC_DETAIL: Final = {
@@ -356,6 +357,9 @@ class Exchange:
         headers = response_headers_for_client(head.headers, upgrade=False)
         if head.length is not None:
             headers.append((b"content-length", b"%d" % head.length))
+        hsts = client.hsts
+        if hsts is not None and not any(name == _STS for name, _ in headers):
+            headers.append((_STS, hsts))  # the app's own value, if it sent one, wins
         if client.draining or not ccodec.peer_done:
             # Answered before the request body was read to its end: the connection
             # closes after this response, so say so (no keep-alive to count on).

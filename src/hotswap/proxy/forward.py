@@ -7,22 +7,72 @@ hotswap refuses to forward is answered here (http/checks.py: 505, 405, 400; a ba
 Host 400; a body declared over max_body_size 413), and so are the hosts that lead
 to no backend: a [redirects] name (308, http/redirect.py), a route whose
 container is down (502 at once: a connect would only fail later, or hang on a
-stale address), no route at all (404). A request body is never read for those:
-the connection closes after the answer, and says so. The result is left in the
-Outcome for the connection loop to log and count.
+stale address), no route at all (404). On a plain-HTTP connection, an ACME
+HTTP-01 challenge of a pending order is answered, and a request for a domain
+that has a certificate is sent to HTTPS (308), unless a trusted proxy in front
+says the client's scheme was https already. A request body is never read for
+those: the connection closes after the answer, and says so. The result is left
+in the Outcome for the connection loop to log and count.
 """
 
 from __future__ import annotations
 
+from typing import Final, Protocol
+
 from hotswap.config import HttpParser
 from hotswap.http.checks import refusal
 from hotswap.http.host import BadHost, request_host
-from hotswap.http.redirect import redirect_response
+from hotswap.http.redirect import redirect_location, redirect_response, redirect_to
 from hotswap.proxy.client import Client, ClientGone
 from hotswap.proxy.codec import RequestHead, ServerCodec
 from hotswap.proxy.exchange import Exchange
 from hotswap.proxy.outcome import Outcome
 from hotswap.proxy.routes import Backend, Redirect, RouteTable, Unavailable
+
+_OCTETS: Final = (b"content-type", b"application/octet-stream")
+
+
+class Edge(Protocol):
+    """What plain-HTTP requests must ask the TLS side (tls.TlsManager)."""
+
+    def challenge_response(self, method: bytes, host: str, target: bytes) -> bytes | None:
+        """The body answering a pending ACME HTTP-01 challenge, else None."""
+
+    def https_origin(self, host: str) -> str | None:
+        """"https://host[:port]" when plain requests for `host` go to HTTPS, else None."""
+
+
+def _forwarded_https(client: Client, request: RequestHead) -> bool:
+    """A trusted proxy in front says the client spoke HTTPS to it (no redirect loop)."""
+    if not client.trusted:
+        return False
+    proto = b""
+    for name, value in request.headers:
+        if name == b"x-forwarded-proto" and value:
+            proto = value
+    return proto.lower() == b"https"
+
+
+async def _edge(
+    client: Client, outcome: Outcome, request: RequestHead, edge: Edge, host: str
+) -> bool:
+    """Answer an ACME challenge or redirect to HTTPS; False when the request goes on."""
+    challenge = edge.challenge_response(request.method, host, request.target)
+    if challenge is not None:
+        headers = [_OCTETS, (b"content-length", b"%d" % len(challenge))]
+        status = 200
+        body = challenge
+    else:
+        origin = edge.https_origin(host)
+        if origin is None or _forwarded_https(client, request):
+            return False
+        status, headers, body = redirect_to(redirect_location(origin, request.target))
+    outcome.status = status
+    try:
+        await client.send_response(status, headers, body, close=request.has_body)
+    except ClientGone:
+        outcome.close = True
+    return True
 
 
 async def _answer(
@@ -65,6 +115,7 @@ async def forward(
     outcome: Outcome,
     routes: RouteTable,
     parser: HttpParser,
+    edge: Edge | None = None,
 ) -> None:
     """Serve one request of `client`; leaves `codec` DONE, or `outcome.close` set."""
     refused = refusal(request.method, request.target, request.http_version)
@@ -81,6 +132,10 @@ async def forward(
         # The codec has the request's end already: taking it now lets the
         # connection start its next cycle after any answer, error pages included.
         codec.next_event()
+    if edge is not None and client.scheme == "http" and await _edge(
+        client, outcome, request, edge, host
+    ):
+        return
     limit = client.config.max_body_size
     if limit and request.length is not None and request.length > limit:
         await _answer(client, outcome, 413, f"the body exceeds {limit} bytes")

@@ -1,8 +1,11 @@
-"""The proxy's listener: accept loops, max_connections, graceful shutdown.
+"""The proxy's listeners: accept loops, max_connections, graceful shutdown.
 
-One task per client connection (connection.py), all in the handler nursery the
-server owns, next to the accept loops, the access log's writer and the abort
-watch. `shutdown()` stops accepting, closes idle keep-alive connections at once,
+The plain listener (server.listen) and, with tls.listen, the HTTPS one: a
+connection accepted there starts with its TLS handshake (bounded by
+tls.handshake_timeout, counted in max_connections like any connection). One
+task per client connection (connection.py), all in the handler nursery the
+server owns, next to the accept loops, the access log's writer, the timer
+wheel and the abort watch. `shutdown()` stops accepting, closes idle keep-alive connections at once,
 lets exchanges in progress finish within the grace period and then cancels what
 is left.
 """
@@ -14,16 +17,19 @@ import logging
 import math
 import os
 import socket
+import ssl
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
-from hotswap.config import ServerConfig
+from hotswap.config import Address, ServerConfig
+from hotswap.http.forwarded import TrustedProxies
 from hotswap.http.pages import error_response
 from hotswap.proxy.abortwatch import AbortWatch
 from hotswap.proxy.accesslog import AccessLog
-from hotswap.proxy.connection import ClientConnection, Observer, ProxyContext
+from hotswap.proxy.connection import ClientConnection, HandshakeObserver, Observer, ProxyContext
+from hotswap.proxy.forward import Edge
 from hotswap.proxy.routes import RouteTable
 from hotswap.proxy.sockio import SocketTransport
 from hotswap.proxy.timers import TimerWheel
@@ -42,6 +48,25 @@ ACCEPT_BURST: Final = 64
 _REJECTION: Final = error_response(503, "too many connections")
 
 
+class TlsSide(Edge, Protocol):
+    """What the listeners need of the TLS side (tls.TlsManager)."""
+
+    https_port: int  # the HTTPS port redirects name (the bound one when listen has 0)
+
+    @property
+    def listen(self) -> Address | None: ...
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The current context (SNI picks the certificate); new connections use it."""
+
+    @property
+    def hsts(self) -> str | None: ...
+
+    @property
+    def handshake_timeout(self) -> float: ...
+
+
 class ProxyServer:
     """The running proxy: bound port, open connections, graceful shutdown."""
 
@@ -50,11 +75,21 @@ class ProxyServer:
         config_getter: Callable[[], ServerConfig],
         ctx: ProxyContext,
         listeners: list[trio.SocketListener],
+        tls: TlsSide | None = None,
+        tls_listeners: list[trio.SocketListener] | None = None,
     ) -> None:
         self.config_getter = config_getter
         self.ctx = ctx
         self.listeners = listeners
         self.port: int = listeners[0].socket.getsockname()[1]
+        self.tls = tls
+        self.tls_listeners = tls_listeners or []
+        self.tls_port: int | None = (
+            self.tls_listeners[0].socket.getsockname()[1] if self.tls_listeners else None
+        )
+        # The plain listener answers ACME challenges: orders may be placed (app.py).
+        self.serves_tls = tls is not None
+        self._trusted = TrustedProxies()
         self.connections: set[ClientConnection] = set()
         self.rejected = 0  # connections refused with 503 (max_connections)
         self._accept_scopes: list[trio.CancelScope] = []  # one per listener
@@ -97,7 +132,7 @@ class ProxyServer:
                 self._handlers.cancel_scope.cancel()
         await self._finished.wait()
 
-    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+    async def _accept_loop(self, listener: trio.SocketListener, secure: bool = False) -> None:
         """Accept connections on `listener` in bursts: every pending one at each wake-up.
 
         trio's accept() yields to the scheduler after each connection, so under
@@ -128,22 +163,42 @@ class ProxyServer:
                             if exc.errno in _IGNORED_ACCEPT_ERRNOS:
                                 continue
                             raise
-                        self._admit(sock, addr)
+                        self._admit(sock, addr, secure)
         finally:
             twin.close()
             lsock.close()
 
-    def _admit(self, sock: socket.socket, addr: object) -> None:
+    def _admit(self, sock: socket.socket, addr: object, secure: bool) -> None:
         assert self._handlers is not None
         config = self.config_getter()  # a snapshot per connection: reloads apply to new ones
         if len(self.connections) >= config.max_connections:
             self.rejected += 1
-            self._handlers.start_soon(_reject, SocketTransport(sock))
+            if secure:  # no TLS yet: a plain 503 would be garbage to the client
+                sock.close()
+            else:
+                self._handlers.start_soon(_reject, SocketTransport(sock))
             return
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = addr[0] if isinstance(addr, tuple) else "-"
-        conn = ClientConnection(self.ctx, SocketTransport(sock), config, peer)
+        if self._trusted.networks_source != config.trusted_proxies:
+            self._trusted = TrustedProxies(config.trusted_proxies)
+        trusted = self._trusted.trusts(peer)
+        transport = SocketTransport(sock)
+        tls = self.tls
+        if secure and tls is not None:
+            conn = ClientConnection(
+                self.ctx,
+                transport,
+                config,
+                peer,
+                trusted=trusted,
+                tls=tls.context,
+                hsts=tls.hsts or "",
+                handshake_timeout=tls.handshake_timeout,
+            )
+        else:
+            conn = ClientConnection(self.ctx, transport, config, peer, trusted=trusted)
         self.connections.add(conn)
         self._handlers.start_soon(self._handle, conn)
 
@@ -177,24 +232,40 @@ async def serve_proxy(
     *,
     observe: Observer | None = None,
     access_log: AccessLog | None = None,
+    tls: TlsSide | None = None,
+    on_handshake_failure: HandshakeObserver | None = None,
     task_status: trio.TaskStatus[ProxyServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on config.listen (port 0 allowed) and proxy until shut down.
+    """Listen on config.listen (port 0 allowed), and on tls.listen with `tls`, and proxy
+    until shut down.
 
-    `task_status.started()` receives the ProxyServer (its `.port` is the bound
-    port). Returns once `ProxyServer.shutdown()` has finished. `access_log`:
-    where access log lines go (default: stderr, in batches).
+    `task_status.started()` receives the ProxyServer (its `.port` and `.tls_port`
+    are the bound ports). Returns once `ProxyServer.shutdown()` has finished.
+    `access_log`: where access log lines go (default: stderr, in batches).
     """
     config = config_getter()
     listeners = await trio.open_tcp_listeners(config.listen.port, host=config.listen.host)
+    tls_listeners: list[trio.SocketListener] = []
+    if tls is not None and tls.listen is not None:
+        tls_listeners = await trio.open_tcp_listeners(tls.listen.port, host=tls.listen.host)
+        if tls.listen.port == 0:
+            tls.https_port = tls_listeners[0].socket.getsockname()[1]
     watch = AbortWatch()
     timers = TimerWheel()
     own_log = access_log is None
     ctx = ProxyContext(
-        routes, access_log=access_log or AccessLog(), watch=watch, timers=timers, observe=observe
+        routes,
+        access_log=access_log or AccessLog(),
+        watch=watch,
+        timers=timers,
+        observe=observe,
+        edge=tls,
+        on_handshake_failure=on_handshake_failure,
     )
-    server = ProxyServer(config_getter, ctx, listeners)
+    server = ProxyServer(config_getter, ctx, listeners, tls, tls_listeners)
     log.info("proxy listening address=%s:%d", config.listen.host, server.port)
+    if server.tls_port is not None and tls is not None and tls.listen is not None:
+        log.info("proxy listening for https address=%s:%d", tls.listen.host, server.tls_port)
     try:
         async with trio.open_nursery() as handlers:
             server._handlers = handlers
@@ -204,9 +275,11 @@ async def serve_proxy(
                 handlers.start_soon(ctx.access_log.run)
             for listener in listeners:  # "localhost" may give 127.0.0.1 and ::1
                 handlers.start_soon(server._accept_loop, listener)
+            for listener in tls_listeners:
+                handlers.start_soon(server._accept_loop, listener, True)
             task_status.started(server)
             await trio.sleep(math.inf)
     finally:
         server._finished.set()
-        for listener in listeners:
+        for listener in (*listeners, *tls_listeners):
             listener.socket.close()

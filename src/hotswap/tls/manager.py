@@ -127,6 +127,10 @@ class TlsManager:
         return self.tls.listen
 
     @property
+    def handshake_timeout(self) -> float:
+        return self.tls.handshake_timeout
+
+    @property
     def hsts(self) -> str | None:
         """The Strict-Transport-Security value for HTTPS responses, or None."""
         return self.tls.hsts or None
@@ -149,10 +153,17 @@ class TlsManager:
         Only with an HTTPS listener, tls.redirect_http, and a certificate for
         `host` (the normalised route host). Ask challenge_response first.
         """
+        if self.https_origin(host) is None:
+            return None
+        return https_location(host, target, self.https_port)
+
+    def https_origin(self, host: str) -> str | None:
+        """"https://<host>[:port]" when plain-HTTP requests for `host` go to HTTPS (an
+        HTTPS listener, tls.redirect_http, a certificate for `host`), else None."""
         listen = self.tls.listen
         if listen is None or not self.tls.redirect_http or not self.live.covers(host):
             return None
-        return https_location(host, target, self.https_port)
+        return https_location(host, "", self.https_port).rstrip("/")
 
     # -- running -------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ def plan_tls(config: Config) -> TlsPlan:
         (domain, route, route.tls) for domain, route in config.routes.items()
     ]
     routes += [(domain, route, TlsMode.AUTO) for domain, route in config.external_routes.items()]
+    # A [redirects] name answers over HTTPS too (https://old.example.com must redirect).
+    routes += [(name, None, TlsMode.AUTO) for name in config.redirects]
     for domain, route, mode in routes:
         names = route_names(domain, route)
         domains.extend(name for name in names if name not in domains)
