@@ -44,6 +44,7 @@ from hotswap.proxy.codec import (
 )
 from hotswap.proxy.codec_fast import FastServerCodec
 from hotswap.proxy.codec_h11 import H11ServerCodec
+from hotswap.proxy.controls import RouteControls
 from hotswap.proxy.forward import Edge, forward
 from hotswap.proxy.outcome import CLIENT_GONE_STATUS, Outcome
 from hotswap.proxy.routes import RouteTable
@@ -99,6 +100,7 @@ class ProxyContext:
         observe: Observer | None = None,
         edge: Edge | None = None,
         on_handshake_failure: HandshakeObserver | None = None,
+        controls: RouteControls | None = None,
     ) -> None:
         self.routes = routes
         self.access_log = access_log
@@ -107,6 +109,7 @@ class ProxyContext:
         self.observe = observe
         self.edge = edge  # ACME challenges and HTTPS redirects (tls.TlsManager), if any
         self.on_handshake_failure = on_handshake_failure
+        self.controls = controls  # pause and maintenance of routes
         self.request_ids = RequestIds()
         self.draining = False
 
@@ -215,7 +218,9 @@ class ClientConnection:
                 first = False
                 outcome = Outcome(request, time.perf_counter())
                 self.outcome = outcome
-                await forward(self, codec, request, outcome, ctx.routes, parser, edge)
+                await forward(
+                    self, codec, request, outcome, ctx.routes, parser, edge, ctx.controls
+                )
                 self.outcome = None
                 ctx.record(outcome, self.peer, config)
                 if outcome.close or self.final_error or codec.switched:
@@ -442,7 +447,8 @@ class ClientConnection:
             self.final_error = True
             await self.send(error_response(status, detail))
             return
-        headers, body = error_page(status, detail)
+        custom = self.config.error_page_files.get(str(status))
+        headers, body = error_page(status, detail, custom)
         await self.send_response(status, headers, body, close=close)
 
     async def send_response(

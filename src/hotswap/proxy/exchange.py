@@ -224,7 +224,9 @@ class Exchange:
         )
         pool = self.backend.pool
         for attempt in (0, 1):
-            up = pool.take_idle()
+            # The retry never takes another pooled connection: the one that failed may
+            # not be the only one the upstream is closing (a restart, a keep-alive timeout).
+            up = pool.take_idle() if not attempt else None
             if up is None:
                 up = await self._connect()
             self.up = up
