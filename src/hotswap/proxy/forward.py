@@ -127,8 +127,8 @@ async def _unrouted(
         backend = found.backend
         outcome.route = backend.route
         outcome.backend = backend.name
-        detail = backend.down_reason or "the app's container is not running"
-        await _answer(client, outcome, 502, detail, close=close)
+        # Why it is down (its container's name and exit code) is for status and the log.
+        await _answer(client, outcome, 502, "the app is not running right now", close=close)
     elif isinstance(found, Redirect):
         status, headers, body = redirect_response(found.origin, outcome.request.target)
         outcome.route = found.name

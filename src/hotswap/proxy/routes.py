@@ -67,7 +67,7 @@ class Backend:
         self.pool = UpstreamPool(address)
         self.route = ""  # the route key it serves; set by RouteTable.switch()
         self.state = BackendState.UP
-        self.down_reason = ""  # why it is down, for the 502 page and status
+        self.down_reason = ""  # why it is down, for status and the log
 
     def close(self) -> None:
         """Retire this backend: close its idle upstream connections at once.
