@@ -48,7 +48,7 @@ from hotswap.proxy.controls import RouteControls
 from hotswap.proxy.forward import Edge, forward
 from hotswap.proxy.outcome import CLIENT_GONE_STATUS, Outcome
 from hotswap.proxy.routes import RouteTable
-from hotswap.proxy.sockio import StreamTransport, Transport
+from hotswap.proxy.sockio import FAIR_RUN, StreamTransport, Transport
 from hotswap.proxy.timers import TimerWheel, now
 from hotswap.proxy.tunnel import Tunnel
 from hotswap.proxy.upstream import RECEIVE_SIZE
@@ -145,6 +145,7 @@ class ClientConnection:
         "transport",
         "trusted",
         "tunnel",
+        "unyielded",
         "wait_count",
         "watcher",
     )
@@ -182,6 +183,7 @@ class ClientConnection:
         self.tunnel: Tunnel | None = None
         self.watcher: trio.CancelScope | None = None  # AbortWatch's, while one runs
         self.wait_count = 0
+        self.unyielded = 0  # writes in a row that did not wait (see send())
 
     # -- the loop --------------------------------------------------------------------
 
@@ -194,7 +196,16 @@ class ClientConnection:
 
     async def serve(self) -> None:
         """Serve requests until the connection should close; linger if the client is sending."""
-        await self._serve()
+        try:
+            await self._serve()
+        finally:
+            outcome = self.outcome
+            if outcome is not None:  # cut from outside: the end of the shutdown grace
+                self.outcome = None
+                outcome.close = True
+                if not outcome.status or self.codec.can_respond:
+                    outcome.status = CLIENT_GONE_STATUS if self.gone else 503
+                self.ctx.record(outcome, self.peer, self.config)
         codec = self.codec
         answered = codec.response_done or self.final_error
         if not self.gone and answered and not codec.peer_done:
@@ -303,8 +314,7 @@ class ClientConnection:
 
     async def _after_deadline(self) -> None:
         """The connection's scope was cancelled: answer for what timed out, then close."""
-        outcome = self.outcome
-        self.outcome = None
+        outcome = self.outcome  # kept until answered: send_response() needs its request
         phase = self.phase
         config = self.config
         if outcome is None:
@@ -318,9 +328,9 @@ class ClientConnection:
             return
         outcome.close = True
         stats = outcome.stats
-        if self.codec.response_done and not self.gone:
-            pass  # the deadline passed just as the response was completed: not a failure
-        elif self.gone or phase is Phase.SEND:
+        # (A response the codec holds as done may still be waiting to be written: the
+        # last write is the one a client that reads nothing blocks.)
+        if self.gone or phase is Phase.SEND:
             cause = (
                 "connection closed by the client"
                 if self.gone
@@ -353,6 +363,7 @@ class ClientConnection:
             if self.codec.can_respond:
                 outcome.status = 504
                 await self._answer(504, "the app did not answer in time")
+        self.outcome = None
         self.ctx.record(outcome, self.peer, config)
 
     async def _linger(self) -> None:
@@ -432,12 +443,36 @@ class ClientConnection:
         try:
             sent = transport.send_nowait(data)
             if sent < len(data):
+                self.unyielded = 0
                 self.deadline_at(Phase.SEND, now() + self.config.idle_timeout)
                 await transport.send(data[sent:])
+            else:
+                # A write that did not wait is no checkpoint. Every answered request ends
+                # with one, so yielding every FAIR_RUN of them keeps a pipelining client
+                # (answered from the codec's buffer) or a fast download from holding
+                # the scheduler.
+                self.unyielded += 1
+                if self.unyielded >= FAIR_RUN:
+                    self.unyielded = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.codec.send_failed()
             self.gone = True
             raise ClientGone(f"write to client failed: {exc}") from exc
+
+    async def send_interim(self, data: bytes) -> None:
+        # Written by the request-body task, beside the response side's waits: a scope of
+        # its own, so the connection's deadline stays the response side's.
+        timeout = self.config.idle_timeout
+        with trio.move_on_after(timeout):
+            try:
+                await self.transport.send(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.codec.send_failed()
+                self.gone = True
+                raise ClientGone(f"write to client failed: {exc}") from exc
+            return
+        raise ClientGone(f"the client read nothing for idle_timeout={timeout:g}s")
 
     async def send_error(self, status: int, detail: str, *, close: bool = False) -> None:
         if not self.codec.can_respond:

@@ -17,6 +17,7 @@ in the Outcome for the connection loop to log and count.
 
 from __future__ import annotations
 
+import math
 from typing import Final, Protocol
 
 from hotswap.config import HttpParser
@@ -24,7 +25,7 @@ from hotswap.http.checks import refusal
 from hotswap.http.host import BadHost, request_host
 from hotswap.http.pages import accepts_only_json, error_page, maintenance_page, retry_after
 from hotswap.http.redirect import redirect_location, redirect_response, redirect_to
-from hotswap.proxy.client import Client, ClientGone
+from hotswap.proxy.client import Client, ClientGone, Phase
 from hotswap.proxy.codec import RequestHead, ServerCodec
 from hotswap.proxy.controls import Control, RouteControls
 from hotswap.proxy.exchange import Exchange
@@ -104,6 +105,7 @@ async def _controlled(
             custom=pages.get("maintenance"),
         )
     else:
+        client.deadline_at(Phase.NONE, math.inf)  # hold() bounds the wait on its own
         released = await control.hold()
         if control.idle:
             controls.forget_idle()
