@@ -48,11 +48,11 @@ from hotswap.proxy.controls import RouteControls
 from hotswap.proxy.forward import Edge, forward
 from hotswap.proxy.outcome import CLIENT_GONE_STATUS, Outcome
 from hotswap.proxy.routes import RouteTable
-from hotswap.proxy.sockio import FAIR_RUN, StreamTransport, Transport
+from hotswap.proxy.sockio import FAIR_RUN, TlsTransport, Transport
 from hotswap.proxy.timers import TimerWheel, now
 from hotswap.proxy.tunnel import Tunnel
 from hotswap.proxy.upstream import RECEIVE_SIZE
-from hotswap.tls.handshake import HandshakeFailed, accept_tls
+from hotswap.tls.handshake import HandshakeFailed, accept_tls_socket
 
 log = logging.getLogger(__name__)
 
@@ -244,15 +244,12 @@ class ClientConnection:
     async def _handshake(self, context: ssl.SSLContext) -> bool:
         """The TLS handshake, within tls.handshake_timeout; False when it failed."""
         self.deadline_at(Phase.HANDSHAKE, now() + self.handshake_timeout)
-        sock = self.transport.socket
         try:
-            accepted = await accept_tls(
-                trio.SocketStream(trio.socket.from_stdlib_socket(sock)), context
-            )
+            tls, _server_name = await accept_tls_socket(self.transport.socket, context)
         except HandshakeFailed as exc:
             self._handshake_failed(str(exc.reason))
             return False
-        self.transport = StreamTransport(accepted.stream, sock)
+        self.transport = TlsTransport(tls)  # the TLS socket owns the descriptor now
         return True
 
     def _handshake_failed(self, reason: str) -> None:
