@@ -109,6 +109,11 @@ class ProxyContext:
         self.on_handshake_failure = on_handshake_failure
         self.request_ids = RequestIds()
         self.draining = False
+        # While draining: False closes idle keep-alive connections at once (a stop); True
+        # keeps them for their next request, answered with Connection: close (a takeover:
+        # the client may be sending on them right now, and the new process serves the
+        # reconnect). ProxyServer.shutdown() sets both.
+        self.keep_idle = False
 
     def record(self, outcome: Outcome, client: str, config: ServerConfig) -> None:
         """Count and log one answered request."""
@@ -182,11 +187,12 @@ class ClientConnection:
 
     # -- the loop --------------------------------------------------------------------
 
-    def drain(self) -> None:
-        """Shutdown: close now if idle; finish the exchange in progress otherwise."""
-        if self.idle:
+    def drain(self, *, close_tunnel: bool = True) -> None:
+        """Shutdown: close now if idle (unless ctx.keep_idle); finish the exchange in
+        progress otherwise; a tunnel gets its close 1012 now if `close_tunnel`."""
+        if self.idle and not self.ctx.keep_idle:
             self.scope.cancel()
-        if self.tunnel is not None:
+        if self.tunnel is not None and close_tunnel:
             self.tunnel.close_for_restart()
 
     async def serve(self) -> None:
@@ -258,7 +264,7 @@ class ClientConnection:
             self.deadline_at(Phase.HEAD, now() + config.header_timeout)
         self.in_head = not waiting
         if waiting:  # nothing of a request yet: shutdown may close it at once
-            if self.ctx.draining:
+            if self.ctx.draining and not self.ctx.keep_idle:
                 return None
             self.idle = True
         try:
