@@ -226,7 +226,10 @@ class ClientConnection:
                 ctx.record(outcome, self.peer, config)
                 if outcome.close or self.final_error or codec.switched:
                     return
-                if ctx.draining or not codec.cycle_done:
+                # Draining for a takeover (keep_idle), a response that went out without
+                # Connection: close (its head was sent before the drain) leaves the client
+                # free to send again: the next request gets the close, not a cut connection.
+                if (ctx.draining and not ctx.keep_idle) or not codec.cycle_done:
                     return
                 codec.start_next_cycle()
         await self._after_deadline()
