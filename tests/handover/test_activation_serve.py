@@ -65,8 +65,11 @@ async def test_serve_accepts_on_the_sockets_systemd_passes_and_a_restart_keeps_t
                     await get(proxy, HOST)
                 except ConnectionRefusedError:
                     refused += 1
-                except (OSError, EOFError):
-                    pass  # closed by the stopping process: not what this test is about
+                except (OSError, EOFError, trio.BrokenResourceError):
+                    # Accepted by the stopping process just before its stop, which closes
+                    # connections that have not sent a request yet: not what this test is
+                    # about (socket activation keeps the listening socket, not those).
+                    pass
             assert refused == 0
             assert (await get(proxy, HOST)).status == 200
             assert launcher.log().count("socket-activate: started pid=") == 2

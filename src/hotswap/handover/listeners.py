@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -115,12 +115,3 @@ def describe(listeners: Sequence[trio.SocketListener]) -> str:
             continue
         parts.append(str(Address(str(host), int(port))))
     return ",".join(parts)
-
-
-def bound_ports(sockets: Mapping[str, Sequence[trio.SocketListener]]) -> dict[str, int]:
-    """The port each name is bound to (its first socket), for logs and tests."""
-    out = {}
-    for name, listeners in sockets.items():
-        if listeners:
-            out[name] = int(listeners[0].socket.getsockname()[1])
-    return out
