@@ -31,7 +31,11 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
-def plot(raw: dict[str, dict[str, Any]], path: Path) -> Path:
+def plot(
+    raw: dict[str, dict[str, Any]], path: Path, phases: tuple[str, str] | None = None
+) -> Path:
+    """`phases`: the legend of the two shaded spans (default: a deploy's)."""
+    waiting, draining = phases or ("deploy: start -> switch", "switched, draining the old one")
     scenarios = [(name, r) for name, r in raw.items() if "samples" in r]
     if not scenarios:
         raise ImportError("no scenario produced samples")
@@ -88,8 +92,8 @@ def plot(raw: dict[str, dict[str, Any]], path: Path) -> Path:
         handles=[
             Patch(color="#999999", label="requests / 100 ms (left)"),
             Patch(color="black", label="p99 latency per 100 ms (right, log)"),
-            Patch(color=WAITING_COLOR, alpha=0.5, label="deploy: start -> switch"),
-            Patch(color=DRAINING_COLOR, alpha=0.5, label="switched, draining the old one"),
+            Patch(color=WAITING_COLOR, alpha=0.5, label=waiting),
+            Patch(color=DRAINING_COLOR, alpha=0.5, label=draining),
             Patch(color="red", label="failed request / WebSocket"),
             Patch(color=WS_CLOSE_COLOR, label="WebSocket closed by the server"),
         ],

@@ -37,7 +37,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     served: list[Config] = []
     module = types.ModuleType("hotswap.app")
 
-    def serve(config: Config) -> int:
+    def serve(config: Config, *, takeover: bool = False) -> int:
         served.append(config)
         return 0
 
@@ -212,10 +212,10 @@ def test_serve_translates_errors_and_interrupts(
     module = types.ModuleType("hotswap.app")
     monkeypatch.setitem(sys.modules, "hotswap.app", module)
 
-    def fails(config: Config) -> int:
+    def fails(config: Config, *, takeover: bool = False) -> int:
         raise ReadinessError("container exited with code 3")
 
-    def interrupted(config: Config) -> int:
+    def interrupted(config: Config, *, takeover: bool = False) -> int:
         raise KeyboardInterrupt
 
     module.serve = fails  # type: ignore[attr-defined]
@@ -231,3 +231,18 @@ def test_serve_json_logs(fake_app: list[Config], capsys: pytest.CaptureFixture[s
     assert lines[0]["logger"] == "hotswap.cli"
     assert lines[0]["level"] == "info"
     assert lines[0]["message"].startswith("config loaded path=")
+
+
+def test_serve_takeover_asks_the_app_to_take_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("hotswap.app")
+    monkeypatch.setitem(sys.modules, "hotswap.app", module)
+    asked: list[bool] = []
+
+    def serve(config: Config, *, takeover: bool = False) -> int:
+        asked.append(takeover)
+        return 0
+
+    module.serve = serve  # type: ignore[attr-defined]
+    assert main(["serve", "--config", str(EXAMPLE), "--takeover"]) == 0
+    assert main(["serve", "--config", str(EXAMPLE)]) == 0
+    assert asked == [True, False]

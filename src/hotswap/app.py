@@ -8,9 +8,15 @@
     ├── proxy server              (handler nursery: one task per client connection)
     ├── admin server              (handler nursery: one task per admin connection)
     ├── image watch               (when deploy.watch_images)
+    ├── takeover server           (hands the listening sockets to a `serve --takeover`)
     └── signal handler            (SIGTERM/SIGINT: graceful stop; SIGHUP: reload)
 
 `serve` stopping never stops app containers: the next `serve` adopts them.
+
+Listening sockets are bound here, or inherited (handover/): from systemd (LISTEN_FDS),
+or with `takeover` from the running `serve` of the same config, which drains and
+exits once this one accepts. A process that was taken over drains like a stop, but
+keeps idle keep-alive connections for their next request (see ProxyServer.shutdown).
 """
 
 from __future__ import annotations
@@ -23,15 +29,19 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from hotswap.config import Config, ExternalRoute, ServerConfig, load_config
+from hotswap.config import Config, ExternalRoute, ServerConfig, WebSocketDrain, load_config
 from hotswap.controls_store import controls_file, load_controls, save_controls
 from hotswap.errors import UnknownDomainError
+from hotswap.handover.listeners import ADMIN, HTTPS, PROXY, ListenSockets
+from hotswap.handover.protocol import DeployNote, listen_addresses
 from hotswap.metrics import Metrics
 from hotswap.proxy.controls import Maintenance, RouteControls
 from hotswap.proxy.routes import Backend, RouteTable
 
 if TYPE_CHECKING:
+    from hotswap.deploy.gate import DeployGate
     from hotswap.deploy.progress import DeployResult
+    from hotswap.handover.take_over import Takeover
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +56,24 @@ def route_hosts(config: Config) -> dict[str, tuple[str, ...]]:
     return {domain: route.hosts for domain, route in config.routes.items()}
 
 
+# How long the old process of a takeover has to exit after its drain_timeout before
+# our deploys stop waiting for it (its shutdown closes WebSockets, then exits).
+PREDECESSOR_EXIT_MARGIN = 15.0
+# A takeover waits for the old process's deploys at most the time one can take, plus this.
+TAKEOVER_DEPLOY_MARGIN = 120.0
+
+
+def takeover_deploy_wait(config: Config) -> float:
+    """How long `serve --takeover` waits for the old process's deploys to finish."""
+    d = config.deploy
+    deploy_time = d.health_timeout + d.drain_timeout + d.stop_timeout + d.stabilization
+    return deploy_time + TAKEOVER_DEPLOY_MARGIN
+
+
 class App:
     """Holds the live state a reload or the admin API acts on."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, takeover: bool = False) -> None:
         from hotswap.deploy.deployer import Deployer
         from hotswap.deploy.restarts import RestartWatch
         from hotswap.runtime.docker import DockerRuntime
@@ -79,6 +103,12 @@ class App:
         self._started = False
         self._stop = trio.Event()
         self._watch_scope: trio.CancelScope | None = None  # the image watch, when running
+        self.takeover = takeover  # take the sockets of the running serve of this config
+        self.sockets = ListenSockets()  # the listening sockets, once bound or inherited
+        self._listen_addresses = listen_addresses(config)  # as bound; a reload moves none
+        self._handed_over = False  # a takeover took our sockets: drain and exit
+        self._admin_scope = trio.CancelScope()
+        self._tls_scope = trio.CancelScope()
         for domain, route in config.external_routes.items():
             self.routes.switch(domain, external_backend(route))
         self.routes.set_names(route_hosts(config), config.redirects)
@@ -136,6 +166,7 @@ class App:
         Returns one line per change applied.
         """
         async with self._reload_lock:
+            self.deployer.gate.check()  # a takeover in progress: its successor reloads
             if self.config.path is None:
                 return ["no config file to reload"]
             new = await trio.to_thread.run_sync(load_config, self.config.path)
@@ -235,7 +266,9 @@ class App:
             await nursery.start(self._signals)
             with self._starting:
                 await self._start(nursery)
-            if self._starting.cancelled_caught:
+            # cancel_called, not cancelled_caught: a signal after the last checkpoint of
+            # the start-up cancels nothing, and must still stop hotswap.
+            if self._starting.cancel_called:
                 log.info("stopped during start-up")
                 nursery.cancel_scope.cancel()
                 return
@@ -246,7 +279,46 @@ class App:
             nursery.cancel_scope.cancel()
 
     async def _start(self, nursery: trio.Nursery) -> None:
-        from hotswap.admin.server import serve_admin
+        from hotswap.handover import inherit_from_systemd
+
+        predecessor = None
+        if self.takeover:
+            predecessor = await self._take_over()
+        if predecessor is not None:
+            self.sockets = predecessor.sockets
+        else:
+            self.sockets = inherit_from_systemd(self.config) or ListenSockets()
+        try:
+            await self._start_serving(nursery, predecessor)
+        except BaseException:
+            if predecessor is not None:
+                predecessor.close()  # before it was confirmed: the old process goes on
+            raise
+        await self._listen_for_takeovers(nursery)
+
+    async def _take_over(self) -> Takeover | None:
+        """The running serve's sockets (takeover), or None when it went away first."""
+        from hotswap.errors import PredecessorGone
+        from hotswap.handover import request_takeover, socket_path
+        from hotswap.statedir import default_state_dir
+
+        path = socket_path(default_state_dir(), self.config.path)
+        wait = takeover_deploy_wait(self.config)
+        log.info("taking over the running hotswap path=%s", path)
+        try:
+            predecessor = await request_takeover(self.config, path, deploy_wait=wait)
+        except PredecessorGone as exc:
+            # It went away without passing its sockets: nothing serves them now.
+            log.warning("takeover: %s; binding the listen addresses instead", exc)
+            return None
+        # Until it has exited, stopping an old container would cut its requests.
+        self.deployer.gate.defer(
+            f"waiting for the hotswap process this one took over (pid {predecessor.old_pid}) "
+            "to finish its requests"
+        )
+        return predecessor
+
+    async def _start_serving(self, nursery: trio.Nursery, predecessor: Takeover | None) -> None:
         from hotswap.proxy.server import serve_proxy
 
         plan = None
@@ -267,8 +339,9 @@ class App:
         await nursery.start(self.deployer.run)
         # Stored certificates are loaded before the proxy listens; ACME orders wait for the
         # plain listener, which answers the CA's challenges.
-        await nursery.start(functools.partial(self.tls.run, hold_orders=True))
+        await nursery.start(self._run_tls)
         self._restore_controls()  # before the proxy listens: a paused route stays paused
+        await self.sockets.bind_missing(self.config)
         self.proxy = await nursery.start(
             functools.partial(
                 serve_proxy,
@@ -276,16 +349,21 @@ class App:
                 tls=self.tls,
                 on_handshake_failure=self.metrics.observe_tls_handshake_failure,
                 controls=self.controls,
+                listeners=self.sockets.get(PROXY),
+                tls_listeners=self.sockets.get(HTTPS),
             ),
             self.server_config,
             self.routes,
         )
         self.tls.release_orders()  # the plain listener answers the CA's challenges now
-        self.admin_port = await nursery.start(serve_admin, self)
+        self.admin_port = await nursery.start(self._serve_admin)
         if self.config.deploy.watch_images:
             # Before start_up: a tag moving during the start-up deploys is seen.
             self._watch_scope = trio.CancelScope()
             await nursery.start(self._watch_images, self._watch_scope)
+        if predecessor is not None:
+            await predecessor.confirm()  # we accept: the old process stops, drains, exits
+            nursery.start_soon(self._wait_for_predecessor, predecessor)
         if plan is not None:
             await self.deployer.finish_start_up(plan)
         else:
@@ -299,6 +377,86 @@ class App:
             len(self.config.routes),
             len(self.config.external_routes),
         )
+
+    async def _run_tls(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with self._tls_scope:  # cancelled when a takeover's successor takes over ACME
+            await self.tls.run(hold_orders=True, task_status=task_status)
+
+    async def _serve_admin(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from hotswap.admin.server import serve_admin
+
+        with self._admin_scope:  # cancelled when a takeover's successor serves the API
+            await serve_admin(self, listeners=self.sockets.get(ADMIN), task_status=task_status)
+
+    async def _wait_for_predecessor(self, predecessor: Takeover) -> None:
+        """Deploys wait until the process we took over has exited (bounded)."""
+        bound = self.config.deploy.drain_timeout + PREDECESSOR_EXIT_MARGIN
+        try:
+            with trio.move_on_after(bound) as scope:
+                await predecessor.wait_gone()
+        finally:
+            predecessor.close()
+            self.deployer.gate.undefer()
+        if scope.cancelled_caught:
+            log.warning(
+                "takeover: pid=%d still runs after %gs; deploys go ahead",
+                predecessor.old_pid,
+                bound,
+            )
+        else:
+            log.info("takeover complete: pid=%d has exited", predecessor.old_pid)
+
+    async def _listen_for_takeovers(self, nursery: trio.Nursery) -> None:
+        from hotswap.errors import TakeoverError
+        from hotswap.handover import HandoverServer, socket_path
+        from hotswap.statedir import default_state_dir
+
+        try:
+            path = socket_path(default_state_dir(), self.config.path)
+            await nursery.start(HandoverServer(self, path).run)
+        except (TakeoverError, OSError) as exc:
+            log.warning("takeovers are not possible: %s", exc)
+
+    # -- what a takeover of this process uses (handover.Predecessor) -----------------
+
+    @property
+    def gate(self) -> DeployGate:
+        return self.deployer.gate
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def deploys_in_progress(self) -> list[DeployNote]:
+        return [DeployNote(*entry) for entry in self.deployer.in_progress()]
+
+    def offer(self) -> tuple[dict[str, str], list[str], list[int]]:
+        names, fds = self.sockets.fds()
+        return dict(self._listen_addresses), names, fds
+
+    def hand_over(self, successor: int) -> tuple[int, int]:
+        """Our sockets are the successor's: stop accepting, drain, exit (see _shutdown)."""
+        from hotswap.proxy.server import ProxyServer
+
+        self._handed_over = True
+        self._admin_scope.cancel()
+        self._tls_scope.cancel()  # ACME orders and renewals: the successor's now
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
+            self._watch_scope = None
+        connections = tunnels = 0
+        proxy = self.proxy
+        if isinstance(proxy, ProxyServer):
+            proxy.stop_accepting()
+            connections = proxy.open_connections
+            tunnels = sum(1 for conn in proxy.connections if conn.tunnel is not None)
+        log.info("taken over by pid=%d; stopping", successor)
+        self._stop.set()
+        return connections, tunnels
 
     async def _start_up_without_routes(self) -> None:
         from hotswap.errors import HotswapError
@@ -366,8 +524,18 @@ class App:
     async def _shutdown(self) -> None:
         """Stop accepting, let requests in flight finish (bounded), leave containers running."""
         proxy = self.proxy
-        if proxy is not None:
-            await proxy.shutdown(self.config.deploy.drain_timeout)  # type: ignore[attr-defined]
+        deploy = self.config.deploy
+        if proxy is not None and self._handed_over:
+            # The client of an idle keep-alive connection may be sending on it right now:
+            # its next request is answered (Connection: close), the reconnect reaches the
+            # new process. WebSockets follow websocket_drain, as in a deploy.
+            await proxy.shutdown(  # type: ignore[attr-defined]
+                deploy.drain_timeout,
+                keep_idle=True,
+                close_tunnels=deploy.websocket_drain is WebSocketDrain.CLOSE,
+            )
+        elif proxy is not None:
+            await proxy.shutdown(deploy.drain_timeout)  # type: ignore[attr-defined]
         log.info("stopped; app containers keep running")
 
 
@@ -379,7 +547,19 @@ def _changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> list[
     return [key for key in new if old.get(key) != new[key]]
 
 
-def serve(config: Config) -> int:
-    """Run hotswap until SIGTERM/SIGINT; the CLI's `serve`."""
-    trio.run(App(config).run)
+def serve(config: Config, *, takeover: bool = False) -> int:
+    """Run hotswap until SIGTERM/SIGINT (or taken over); the CLI's `serve`.
+
+    `takeover`: take over the running `serve` of the same config file (handover/).
+    """
+    from hotswap.deploy.unwrap import first_error
+    from hotswap.errors import HotswapError
+
+    try:
+        trio.run(functools.partial(App(config, takeover=takeover).run))
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if isinstance(error, HotswapError):
+            raise error from None
+        raise
     return 0

@@ -141,13 +141,19 @@ def register_serve(commands: Commands) -> None:
     parser = add_command(commands, "serve", summary)
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take over the listening sockets of the running `serve` of the same config; "
+        "it stops accepting, finishes its requests and exits",
+    )
     parser.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, args.log_level)
     path = config_path(args)
-    if not config_path_is_explicit(args) and not path.exists():
+    if not config_path_is_explicit(args) and not path.exists() and not args.takeover:
         write_default_config(path)
         print(
             f"hotswap: no configuration found; wrote a commented default to {path} "
@@ -159,7 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here: the CLI's other commands must not pay for (or depend on) the server.
     from hotswap.app import serve
 
-    return serve(config)
+    return serve(config, takeover=args.takeover)
 
 
 # ---------------------------------------------------------------------------- config

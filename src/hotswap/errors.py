@@ -91,3 +91,16 @@ class UpstreamProtocolError(UpstreamError):
 
 class AdminClientError(HotswapError):
     """The CLI could not talk to the admin API (server down, bad token, ...)."""
+
+
+class TakeoverError(HotswapError):
+    """`serve --takeover` could not take over a running `serve` (which keeps serving)."""
+
+
+class TakeoverRefused(TakeoverError):
+    """The takeover was refused: the old process is busy, or the configs' listen
+    addresses differ, or its deploys did not finish in time."""
+
+
+class PredecessorGone(TakeoverError):
+    """The old process went away before it handed its sockets over."""

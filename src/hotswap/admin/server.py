@@ -124,18 +124,24 @@ class AdminApp(Protocol):
 
 
 async def serve_admin(
-    app: AdminApp, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    app: AdminApp,
+    *,
+    listeners: list[trio.SocketListener] | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin API on app.config.server.admin_listen until cancelled.
 
     Signals started(port) once listening (the bound port, useful with port 0).
+    `listeners`: listening sockets to accept on instead of binding admin_listen
+    (inherited from systemd or from a takeover; handover/).
     """
     server = app.config.server
     address = server.admin_listen
     if not server.admin_token and not is_loopback(address.host):
         # The config loader refuses this already; a second lock on the door is cheap.
         raise ConfigError(f"admin_listen {address} is not loopback and no admin token is set")
-    listeners = await trio.open_tcp_listeners(address.port, host=address.host)
+    if listeners is None:
+        listeners = await trio.open_tcp_listeners(address.port, host=address.host)
     port = int(listeners[0].socket.getsockname()[1])
     log.info(
         "admin API listening address=%s:%d auth=%s",

@@ -24,6 +24,7 @@ import trio
 from hotswap.addresses import normalize_domain
 from hotswap.config import Config, Route
 from hotswap.deploy.adopt import AdoptionPlan, plan_adoption
+from hotswap.deploy.gate import DeployGate
 from hotswap.deploy.progress import DeployHandle, DeployResult, Outcome, Phase
 from hotswap.deploy.queue import DomainQueue, Ticket
 from hotswap.deploy.steps import DeployRun
@@ -56,6 +57,7 @@ class Deployer:
         self._runs: dict[str, DeployRun] = {}  # domain -> its running deploy's steps
         self._last: dict[str, DeployResult] = {}
         self._unknown: list[ContainerInfo] = []
+        self.gate = DeployGate()  # held / deferred around a takeover of hotswap itself
         # Called with every finished deploy's result (e.g. the app feeds its metrics).
         self.on_result: Callable[[DeployResult], None] | None = None
 
@@ -83,6 +85,7 @@ class Deployer:
         """Start deploying `image` (default: the route's) to `domain`; returns at once."""
         route = self._route(domain)
         nursery = self._require_nursery()
+        self.gate.check()
         handle = DeployHandle(new_deploy_id(), route.domain, image or route.image, reason)
         log.info(
             "deploy requested deploy=%s domain=%s image=%s force=%s reason=%s",
@@ -92,7 +95,7 @@ class Deployer:
             force,
             reason,
         )
-        ticket = self._queues[handle.domain].take()  # now: requests are served in order
+        ticket = self._take(handle.domain)  # now: requests are served in order
         if ticket.must_wait:
             holder = self._running.get(handle.domain)
             handle.emit(
@@ -123,6 +126,7 @@ class Deployer:
         try:
             with handle.cancel_scope:
                 try:
+                    await self._wait_undeferred(handle)
                     await ticket.wait_turn()
                     self._running[domain] = handle
                     try:
@@ -130,7 +134,7 @@ class Deployer:
                     finally:
                         del self._running[domain]
                 finally:
-                    ticket.release()
+                    self._release(ticket)
             if result is None:
                 result = self._failed(handle, "cancelled")
         except HotswapError as exc:
@@ -264,8 +268,9 @@ class Deployer:
         it instead of disappearing; in both cases under the domain's lock, after any
         deploy of it, so no deploy can route it back to a container afterwards.
         """
-        ticket = self._queues[domain].take()
+        ticket = self._take(domain)
         try:
+            await self.gate.wait_undeferred()
             await ticket.wait_turn()
             if replacement is None:
                 backend = self._routes.remove(domain)
@@ -296,7 +301,7 @@ class Deployer:
                     exc,
                 )
         finally:
-            ticket.release()
+            self._release(ticket)
 
     # -- status --------------------------------------------------------------------
 
@@ -369,7 +374,31 @@ class Deployer:
             if known.id == info.id:
                 self._current[domain] = info
 
+    def in_progress(self) -> list[tuple[str, str, str]]:
+        """(domain, deploy id, phase) of each deploy holding its domain's turn, for a
+        takeover waiting for them (see gate.busy for the queued ones too)."""
+        return [
+            (domain, handle.id, handle.phase.value if handle.phase else "starting")
+            for domain, handle in sorted(self._running.items())
+        ]
+
     # -- helpers -------------------------------------------------------------------
+
+    def _take(self, domain: str) -> Ticket:
+        ticket = self._queues[domain].take()
+        self.gate.enter()
+        return ticket
+
+    def _release(self, ticket: Ticket) -> None:
+        if not ticket.done.is_set():
+            ticket.release()
+            self.gate.leave()
+
+    async def _wait_undeferred(self, handle: DeployHandle) -> None:
+        reason = self.gate.deferred
+        if reason is not None:
+            handle.emit(Phase.QUEUED, reason)
+            await self.gate.wait_undeferred()
 
     def _serving(self, domain: str) -> ContainerInfo | None:
         """The container serving `domain`: a running deploy's new one from its switch on."""

@@ -112,6 +112,11 @@ class ProxyContext:
         self.controls = controls  # pause and maintenance of routes
         self.request_ids = RequestIds()
         self.draining = False
+        # While draining: False closes idle keep-alive connections at once (a stop); True
+        # keeps them for their next request, answered with Connection: close (a takeover:
+        # the client may be sending on them right now, and the new process serves the
+        # reconnect). ProxyServer.shutdown() sets both.
+        self.keep_idle = False
 
     def record(self, outcome: Outcome, client: str, config: ServerConfig) -> None:
         """Count and log one answered request."""
@@ -187,11 +192,12 @@ class ClientConnection:
 
     # -- the loop --------------------------------------------------------------------
 
-    def drain(self) -> None:
-        """Shutdown: close now if idle; finish the exchange in progress otherwise."""
-        if self.idle:
+    def drain(self, *, close_tunnel: bool = True) -> None:
+        """Shutdown: close now if idle (unless ctx.keep_idle); finish the exchange in
+        progress otherwise; a tunnel gets its close 1012 now if `close_tunnel`."""
+        if self.idle and not self.ctx.keep_idle:
             self.scope.cancel()
-        if self.tunnel is not None:
+        if self.tunnel is not None and close_tunnel:
             self.tunnel.close_for_restart()
 
     async def serve(self) -> None:
@@ -236,7 +242,10 @@ class ClientConnection:
                 ctx.record(outcome, self.peer, config)
                 if outcome.close or self.final_error or codec.switched:
                     return
-                if ctx.draining or not codec.cycle_done:
+                # Draining for a takeover (keep_idle), a response that went out without
+                # Connection: close (its head was sent before the drain) leaves the client
+                # free to send again: the next request gets the close, not a cut connection.
+                if (ctx.draining and not ctx.keep_idle) or not codec.cycle_done:
                     return
                 codec.start_next_cycle()
         await self._after_deadline()
@@ -271,7 +280,7 @@ class ClientConnection:
             self.deadline_at(Phase.HEAD, now() + config.header_timeout)
         self.in_head = not waiting
         if waiting:  # nothing of a request yet: shutdown may close it at once
-            if self.ctx.draining:
+            if self.ctx.draining and not self.ctx.keep_idle:
                 return None
             self.idle = True
         try:

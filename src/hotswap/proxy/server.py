@@ -7,7 +7,10 @@ task per client connection (connection.py), all in the handler nursery the
 server owns, next to the accept loops, the access log's writer, the timer
 wheel and the abort watch. `shutdown()` stops accepting, closes idle keep-alive connections at once,
 lets exchanges in progress finish within the grace period and then cancels what
-is left.
+is left. For a takeover (handover/), the listening sockets may come from another
+process (`listeners=`), `stop_accepting()` stops alone, and `shutdown(keep_idle=True)`
+keeps idle keep-alive connections for their next request (answered with
+`Connection: close`) instead of closing them under a client that may be sending.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from hotswap.proxy.forward import Edge
 from hotswap.proxy.routes import RouteTable
 from hotswap.proxy.sockio import SocketTransport
 from hotswap.proxy.timers import TimerWheel
+from hotswap.proxy.tunnel import CLOSE_GRACE
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,7 @@ class ProxyServer:
         self.connections: set[ClientConnection] = set()
         self.rejected = 0  # connections refused with 503 (max_connections)
         self._accept_scopes: list[trio.CancelScope] = []  # one per listener
+        self.accepting = True
         self._handlers: trio.Nursery | None = None
         self._all_closed = trio.Event()
         self._finished = trio.Event()
@@ -110,19 +115,49 @@ class ProxyServer:
     def open_connections(self) -> int:
         return len(self.connections)
 
-    async def shutdown(self, grace: float) -> None:
-        """Stop accepting, close idle connections, let exchanges finish within `grace`."""
+    def stop_accepting(self) -> None:
+        """Accept no more connections; the open ones go on as before.
+
+        Only our descriptors of the listening sockets are closed: a process that
+        holds them too (the successor of a takeover, systemd) keeps them listening,
+        with the connections waiting in their backlog.
+        """
+        self.accepting = False
+        for scope in self._accept_scopes:
+            scope.cancel()
+
+    async def shutdown(
+        self, grace: float, *, keep_idle: bool = False, close_tunnels: bool = True
+    ) -> None:
+        """Stop accepting, close idle connections, let exchanges finish within `grace`.
+
+        `keep_idle` (a takeover): idle keep-alive connections stay open for their next
+        request, answered with `Connection: close`; one still idle closes when `grace`
+        ends. `close_tunnels=False` (websocket_drain = "wait"): WebSockets stay open until
+        they close or `grace` ends, then get their close 1012; otherwise they get it now.
+        """
         if not self.ctx.draining:
+            self.ctx.keep_idle = keep_idle
             self.ctx.draining = True
-            for scope in self._accept_scopes:
-                scope.cancel()
-            log.info("shutting down connections=%d grace=%ss", len(self.connections), grace)
+            self.stop_accepting()
+            log.info(
+                "shutting down connections=%d grace=%ss keep_idle=%s",
+                len(self.connections),
+                grace,
+                keep_idle,
+            )
             for conn in list(self.connections):
-                conn.drain()
+                conn.drain(close_tunnel=close_tunnels)
             if not self.connections:
                 self._all_closed.set()
             with trio.move_on_after(grace):
                 await self._all_closed.wait()
+            open_tunnels = [c.tunnel for c in self.connections if c.tunnel is not None]
+            if open_tunnels and not close_tunnels:
+                for tunnel in open_tunnels:
+                    tunnel.close_for_restart()
+                with trio.move_on_after(CLOSE_GRACE + 1):
+                    await self._all_closed.wait()
             if self.connections:
                 log.warning(
                     "shutdown grace expired, closing connections=%d grace=%ss",
@@ -147,7 +182,7 @@ class ProxyServer:
         try:
             with trio.CancelScope() as scope:
                 self._accept_scopes.append(scope)
-                if self.ctx.draining:
+                if not self.accepting:
                     return
                 while True:
                     await trio.lowlevel.wait_readable(lsock)
@@ -236,6 +271,8 @@ async def serve_proxy(
     tls: TlsSide | None = None,
     on_handshake_failure: HandshakeObserver | None = None,
     controls: RouteControls | None = None,
+    listeners: list[trio.SocketListener] | None = None,
+    tls_listeners: list[trio.SocketListener] | None = None,
     task_status: trio.TaskStatus[ProxyServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on config.listen (port 0 allowed), and on tls.listen with `tls`, and proxy
@@ -244,12 +281,17 @@ async def serve_proxy(
     `task_status.started()` receives the ProxyServer (its `.port` and `.tls_port`
     are the bound ports). Returns once `ProxyServer.shutdown()` has finished.
     `access_log`: where access log lines go (default: stderr, in batches).
+    `listeners` / `tls_listeners`: listening sockets to accept on instead of binding
+    config.listen / tls.listen (inherited from systemd or from a takeover; handover/).
     """
     config = config_getter()
-    listeners = await trio.open_tcp_listeners(config.listen.port, host=config.listen.host)
-    tls_listeners: list[trio.SocketListener] = []
-    if tls is not None and tls.listen is not None:
-        tls_listeners = await trio.open_tcp_listeners(tls.listen.port, host=tls.listen.host)
+    if listeners is None:
+        listeners = await trio.open_tcp_listeners(config.listen.port, host=config.listen.host)
+    if tls is None or tls.listen is None:
+        tls_listeners = []
+    else:
+        if not tls_listeners:
+            tls_listeners = await trio.open_tcp_listeners(tls.listen.port, host=tls.listen.host)
         if tls.listen.port == 0:
             tls.https_port = tls_listeners[0].socket.getsockname()[1]
     watch = AbortWatch()
