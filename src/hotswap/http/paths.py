@@ -6,7 +6,7 @@ A prefix matches the path itself and the paths under it on a segment boundary:
 "/api" takes "/api", "/api/" and "/api/users", never "/apix". The longest
 matching prefix wins; a path no prefix takes goes to the host's plain route.
 
-Matching the raw path is predictable (kamal-proxy does the same), but an app may
+Matching the raw path is predictable and costs no decoding, but an app may
 decode and normalise the path it receives: "/%61pi/x" or "/static/../api/x" are
 "/api/x" to most frameworks. A request whose path would be routed differently once
 decoded and normalised (percent-escapes decoded, "\\" read as "/", repeated slashes
@@ -79,11 +79,6 @@ def normalize_path(path: bytes) -> bytes:
     return b"/" + b"/".join(segments)
 
 
-def _suspect(path: bytes) -> bool:
-    """Could normalising `path` change it? (Cheap: four substring tests.)"""
-    return b"%" in path or b"/." in path or b"//" in path or b"\\" in path
-
-
 def strip_prefix(target: bytes, prefix: bytes) -> bytes:
     """The origin-form `target` without the route's `prefix`: "/api/users?q" -> "/users?q",
     "/api" -> "/", "/api?q" -> "/?q". A target outside the prefix is returned as is."""
@@ -100,38 +95,40 @@ class PathTable(Generic[T]):
 
     Built once per change of the host's routes (a deploy's switch), read for every
     request: a lookup costs one dict probe per segment of the request's path, up to
-    the depth of the deepest prefix, whatever the number of prefixes.
+    the depth of the deepest prefix, whatever the number of prefixes. The work is done
+    on the target decoded as latin-1 (byte for byte): str's substring tests are the
+    fast ones in CPython.
     """
 
     __slots__ = ("_depth", "_prefixes", "default")
 
     def __init__(self, prefixes: Mapping[str, T], default: T | None) -> None:
-        self._prefixes: dict[bytes, T] = {p.encode("ascii"): v for p, v in prefixes.items()}
-        self._depth = max((p.count(b"/") for p in self._prefixes), default=0)
+        self._prefixes: dict[str, T] = dict(prefixes)
+        self._depth = max((p.count("/") for p in self._prefixes), default=0)
         self.default = default
 
     def prefixes(self) -> list[str]:
-        return sorted(p.decode("ascii") for p in self._prefixes)
+        return sorted(self._prefixes)
 
-    def _longest(self, path: bytes) -> bytes | None:
+    def _longest(self, path: str) -> str | None:
         """The longest prefix that `path` is, or is under; None if none."""
         prefixes = self._prefixes
-        if path[:1] != b"/":
-            return None
-        # The boundaries after each of the first `depth` segments: "/a/b/c" -> 2, 4, 6.
-        ends: list[int] = []
-        position = 0
+        # The path cut after `depth` segments ("/a/b/c", depth 2: "/a/b"), then shorter by
+        # one segment at a time: every candidate ends on a segment boundary.
+        end = 0
         for _ in range(self._depth):
-            position = path.find(b"/", position + 1)
-            if position < 0:
-                ends.append(len(path))
+            end = path.find("/", end + 1)
+            if end < 0:
+                end = len(path)
                 break
-            ends.append(position)
-        for end in reversed(ends):
-            candidate = path[:end]
+        candidate = path[:end]
+        while True:
             if candidate in prefixes:
                 return candidate
-        return None
+            end = candidate.rfind("/")
+            if end <= 0:
+                return None
+            candidate = candidate[:end]
 
     def match(self, target: bytes) -> T | None:
         """The route of request target `target`: the longest prefix's, else `default`.
@@ -139,19 +136,26 @@ class PathTable(Generic[T]):
         Raises AmbiguousPath for a path that a decoding, normalising app would read as
         one under another route, or above the prefix it matched.
         """
-        path = request_path(target)
+        path = target.decode("latin-1")
+        if path[:1] != "/" or "?" in path or "#" in path:
+            path = request_path(target).decode("latin-1")
         prefix = self._longest(path)
-        if _suspect(path):
-            normal = normalize_path(path)
-            if self._longest(normal) != prefix or (
-                prefix is not None
-                and normal
-                != (prefix + normalize_path(path[len(prefix) :]) if path != prefix else prefix)
-            ):
-                raise AmbiguousPath(
-                    "ambiguous request path: decoded and normalised, it would reach another "
-                    "route or leave the prefix of its own"
-                )
+        # Could normalising the path change it? Four substring tests, the cheap kind.
+        if "%" in path or "/." in path or "//" in path or "\\" in path:
+            self._check(path, prefix)
         if prefix is None:
             return self.default
         return self._prefixes[prefix]
+
+    def _check(self, path: str, prefix: str | None) -> None:
+        """AmbiguousPath unless `path`, normalised, routes to `prefix` and stays under it."""
+        raw = path.encode("latin-1")
+        normal = normalize_path(raw).decode("latin-1")
+        climbs = False
+        if prefix is not None and path != prefix:  # a prefix is ASCII: len() counts bytes
+            climbs = normal != prefix + normalize_path(raw[len(prefix) :]).decode("latin-1")
+        if climbs or self._longest(normal) != prefix:
+            raise AmbiguousPath(
+                "ambiguous request path: decoded and normalised, it would reach another "
+                "route or leave the prefix of its own"
+            )
