@@ -139,8 +139,11 @@ def path_table() -> tuple[RouteTable, Backend, Backend, Backend]:
     routes.switch("example.com/api", api)
     routes.switch("example.com/api/v2", v2)
     routes.set_names(
-        {"example.com": ["www.example.com", "*.example.com"], "example.com/api": [],
-         "example.com/api/v2": []},
+        {
+            "example.com": ["www.example.com", "*.example.com"],
+            "example.com/api": [],
+            "example.com/api/v2": [],
+        },
         {},
     )
     return routes, site, api, v2

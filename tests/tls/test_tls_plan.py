@@ -105,11 +105,8 @@ def test_a_domain_and_its_path_routes_share_one_acme_order(tmp_path: Path) -> No
 
 
 def test_a_path_routes_tls_off_switches_its_domain_off(tmp_path: Path) -> None:
-    config = parse(
-        ACME.format(certificates="")
-        + '[routes."example.com/api"]\nimage = "api:1"\ntls = "off"\n',
-        tmp_path,
-    )
+    route = '[routes."example.com/api"]\nimage = "api:1"\ntls = "off"\n'
+    config = parse(ACME.format(certificates="") + route, tmp_path)
     plan = plan_tls(config)
     assert plan.disabled == {"example.com"}
     assert plan.orders == {}
