@@ -129,3 +129,35 @@ async def test_sigterm_stops_serve_while_it_waits_for_docker(
         code = await trio.to_thread.run_sync(process.wait)
     assert code == 0, log_path.read_text()
     assert "stopped during start-up" in log_path.read_text()
+
+
+async def test_a_pause_survives_a_restart_of_serve(
+    tmp_path: Path, serve: list[subprocess.Popen[bytes]]
+) -> None:
+    closed_port = free_port()
+    path = write_config(tmp_path, "", f'"ext.test" = "127.0.0.1:{closed_port}"')
+    port = listen_port(path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hotswap", *args, "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    with trio.fail_after(60):
+        for round_ in range(2):
+            process = start(path, serve)
+            while await get_status(port, "ext.test") is None:
+                assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                await trio.sleep(TICK)
+            if round_ == 0:
+                paused = await trio.to_thread.run_sync(cli, "maintenance", "ext.test")
+                assert paused.returncode == 0, paused.stderr
+            # in maintenance before the restart, and still after it
+            assert await get_status(port, "ext.test") == 503
+            process.send_signal(signal.SIGTERM)
+            assert await trio.to_thread.run_sync(process.wait) == 0
+    assert "restored ext.test: in maintenance" in (tmp_path / "serve.log").read_text()

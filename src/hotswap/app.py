@@ -24,7 +24,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from hotswap.config import Config, ExternalRoute, ServerConfig, load_config
+from hotswap.controls_store import controls_file, load_controls, save_controls
+from hotswap.errors import UnknownDomainError
 from hotswap.metrics import Metrics
+from hotswap.proxy.controls import Maintenance, RouteControls
 from hotswap.proxy.routes import Backend, RouteTable
 
 if TYPE_CHECKING:
@@ -75,6 +78,8 @@ class App:
         self.proxy: object | None = None  # ProxyServer once started
         self.admin_port: int | None = None
         self.tls = TlsManager(config)  # certificates (files, ACME); status and metrics read it
+        self.controls = RouteControls()  # pause and maintenance, kept on disk
+        self.controls_path = controls_file(config.path)
         self.deployer.on_result = self._observe_deploy
         self._reload_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -86,6 +91,49 @@ class App:
         for domain, route in config.external_routes.items():
             self.routes.switch(domain, external_backend(route))
         self.routes.set_names(route_hosts(config), config.redirects)
+
+    # -- pause and maintenance (admin API) -----------------------------------------------
+
+    def _check_route(self, route: str) -> None:
+        if route not in self.config.routes and route not in self.config.external_routes:
+            raise UnknownDomainError(f"unknown route {route}: no route in the config")
+
+    def pause(self, route: str, timeout: float) -> None:
+        """Hold the route's new requests until resume (each at most `timeout`)."""
+        self._check_route(route)
+        self.controls.pause(route, timeout)
+        log.info("route paused route=%s timeout=%gs", route, timeout)
+        self._save_controls()
+
+    def resume(self, route: str) -> bool:
+        """Release the route's held requests; False if it was not paused."""
+        self._check_route(route)
+        resumed = self.controls.resume(route)
+        log.info("route resumed route=%s was_paused=%s", route, resumed)
+        self._save_controls()
+        return resumed
+
+    def set_maintenance(self, route: str, maintenance: Maintenance | None) -> None:
+        """Answer the route with 503 and a page (None: serve it again)."""
+        self._check_route(route)
+        self.controls.set_maintenance(route, maintenance)
+        log.info("route maintenance route=%s on=%s", route, maintenance is not None)
+        self._save_controls()
+
+    def _save_controls(self) -> None:
+        try:
+            save_controls(self.controls_path, self.controls.snapshot())
+        except OSError as exc:
+            log.error(
+                "cannot save pause/maintenance state path=%s error=%s", self.controls_path, exc
+            )
+
+    def _restore_controls(self) -> None:
+        state, problem = load_controls(self.controls_path)
+        if problem is not None:
+            log.warning("pause/maintenance state ignored: %s", problem)
+        for line in self.controls.restore(state):
+            log.info("restored %s", line)
 
     def server_config(self) -> ServerConfig:
         """The current [server] settings; read per connection so reloads apply."""
@@ -232,12 +280,14 @@ class App:
         # Stored certificates are loaded before the proxy listens; ACME orders wait for the
         # plain listener, which answers the CA's challenges.
         await nursery.start(functools.partial(self.tls.run, hold_orders=True))
+        self._restore_controls()  # before the proxy listens: a paused route stays paused
         self.proxy = await nursery.start(
             functools.partial(
                 serve_proxy,
                 observe=self.metrics.observe_request,
                 tls=self.tls,
                 on_handshake_failure=self.metrics.observe_tls_handshake_failure,
+                controls=self.controls,
             ),
             self.server_config,
             self.routes,

@@ -289,6 +289,62 @@ def _reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_pause(commands: Commands) -> None:
+    summary = "hold a route's new requests until `hotswap resume` (each at most --timeout)"
+    parser = add_command(commands, "pause", summary)
+    parser.add_argument("route", metavar="ROUTE")
+    parser.add_argument(
+        "--timeout", default=None, help='how long a request may wait, then 503 (default "30s")'
+    )
+    parser.set_defaults(handler=_pause)
+
+
+def _pause(args: argparse.Namespace) -> int:
+    answer = admin_client(args).pause(args.route, args.timeout)
+    print(f"paused {args.route}: new requests wait up to {answer.get('timeout', 0):g}s")
+    return 0
+
+
+def register_resume(commands: Commands) -> None:
+    parser = add_command(commands, "resume", "release a paused route's requests, in order")
+    parser.add_argument("route", metavar="ROUTE")
+    parser.set_defaults(handler=_resume)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    answer = admin_client(args).resume(args.route)
+    print(f"resumed {args.route}" if answer.get("was_paused") else f"{args.route} was not paused")
+    return 0
+
+
+def register_maintenance(commands: Commands) -> None:
+    summary = "answer a route with 503 and a maintenance page until --off"
+    parser = add_command(commands, "maintenance", summary)
+    parser.add_argument("route", metavar="ROUTE")
+    parser.add_argument("--message", default="", help="shown on the page (and in the JSON)")
+    parser.add_argument(
+        "--retry-after", default=None, help='sent as Retry-After (default "5m")'
+    )
+    parser.add_argument("--off", action="store_true", help="serve the route again")
+    parser.set_defaults(handler=_maintenance)
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    if args.off and (args.message or args.retry_after):
+        print("hotswap maintenance: --off takes no --message or --retry-after", file=sys.stderr)
+        return 2
+    client = admin_client(args)
+    answer = client.maintenance(
+        args.route, message=args.message, retry_after=args.retry_after, off=args.off
+    )
+    state = answer.get("maintenance")
+    if state is None:
+        print(f"{args.route}: maintenance off, serving again")
+    else:
+        print(f"{args.route}: in maintenance (503, Retry-After {state['retry_after']:g}s)")
+    return 0
+
+
 def register_logs(commands: Commands) -> None:
     summary = "show a route's container logs through the running server"
     parser = add_command(commands, "logs", summary)
@@ -359,5 +415,8 @@ COMMANDS: list[Callable[[Commands], None]] = [
     register_rollback,
     register_status,
     register_reload,
+    register_pause,
+    register_resume,
+    register_maintenance,
     register_logs,
 ]

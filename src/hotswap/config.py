@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from hotswap import config_apps as apps
 from hotswap.addresses import is_loopback
@@ -37,6 +37,7 @@ from hotswap.config_values import (
     parse_certificate_files,
     parse_cidrs,
     parse_env,
+    relative_to_config,
     syntax_error_position,
     unquoted_domain,
 )
@@ -132,6 +133,10 @@ class ServerConfig:
     access_log: AccessLogFormat = AccessLogFormat.TEXT
     request_id: bool = True
     trusted_proxies: tuple[str, ...] = ()  # normalised networks, e.g. "10.0.0.0/8"
+    error_pages: str = ""  # a directory (relative to the config file); "" = built-in pages
+    # The pages of error_pages, read and checked when the config is loaded: "502", "503",
+    # "504", "maintenance" -> the file's bytes.
+    error_page_files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -353,6 +358,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                     "cannot join other networks",
                 )
     server = _check_admin(server, path, report)
+    server = _load_error_pages(server, path, report)
     tls = _check_tls(tls, path, report)
     if problems:
         raise ConfigError(problems)
@@ -633,6 +639,44 @@ def _route_key(raw: str, key: str, seen: dict[str, str], report: Report) -> str 
         return None
     seen[route] = key
     return route
+
+
+ERROR_PAGES: Final = ("502", "503", "504", "maintenance")
+MAX_ERROR_PAGE: Final = 1_000_000  # bytes
+
+
+def _load_error_pages(server: ServerConfig, path: Path, report: Report) -> ServerConfig:
+    """Read server.error_pages: 502.html, 503.html, 504.html and maintenance.html, the ones
+    present (at least one), each UTF-8 text of at most MAX_ERROR_PAGE bytes."""
+    if not server.error_pages:
+        return server
+    folder = relative_to_config(path, server.error_pages)
+    if not folder.is_dir():
+        report("server.error_pages", f"{folder} is not a directory")
+        return server
+    pages: dict[str, bytes] = {}
+    for name in ERROR_PAGES:
+        file = folder / f"{name}.html"
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            report("server.error_pages", f"cannot read {file}: {exc.strerror or exc}")
+            continue
+        if len(data) > MAX_ERROR_PAGE:
+            report("server.error_pages", f"{file} is larger than {MAX_ERROR_PAGE} bytes")
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            report("server.error_pages", f"{file} is not UTF-8 text (byte {exc.start})")
+            continue
+        pages[name] = data
+    if not pages:
+        expected = ", ".join(f"{name}.html" for name in ERROR_PAGES)
+        report("server.error_pages", f"{folder} has none of {expected}")
+    return replace(server, error_page_files=pages)
 
 
 def _check_admin(server: ServerConfig, path: Path, report: Report) -> ServerConfig:

@@ -115,6 +115,11 @@ SERVER_KEYS: tuple[KeySpec, ...] = (
             "Addresses (CIDRs or single IPs) of proxies in front of hotswap, such as a load "
             "balancer: from these peers X-Forwarded-Proto and X-Forwarded-Host are kept and "
             "X-Forwarded-For is extended; from anyone else hotswap sets all three itself.", _R),
+    KeySpec("server.error_pages", Kind.PATH, "",
+            "Directory with the proxy's own pages: 502.html, 503.html, 504.html and "
+            "maintenance.html (any of them; \"{message}\" in maintenance.html is replaced "
+            "by the maintenance message); relative to the config file; \"\" = built-in pages.",
+            _R),
 )
 
 DOCKER_KEYS: tuple[KeySpec, ...] = (

@@ -13,6 +13,7 @@ from hotswap.admin.server import serve_admin
 from hotswap.config import Address, Config, ExternalRoute, Route, ServerConfig
 from hotswap.errors import ConfigError, DeployError, UnknownDomainError
 from hotswap.metrics import Metrics
+from hotswap.proxy.controls import Maintenance, RouteControls
 from hotswap.proxy.routes import Backend, RouteTable
 
 TOKEN = "s3cret-token"
@@ -108,12 +109,29 @@ class FakeApp:
         self.deployer = deployer
         self.proxy = None
         self.metrics = Metrics()
+        self.controls = RouteControls()
         self.reload_result: list[str] | ConfigError = ["route b.example.com added"]
 
     async def reload(self) -> list[str]:
         if isinstance(self.reload_result, ConfigError):
             raise self.reload_result
         return self.reload_result
+
+    def _check(self, route: str) -> None:
+        if route not in self.config.routes and route not in self.config.external_routes:
+            raise UnknownDomainError(f"unknown route {route}: no route in the config")
+
+    def pause(self, route: str, timeout: float) -> None:
+        self._check(route)
+        self.controls.pause(route, timeout)
+
+    def resume(self, route: str) -> bool:
+        self._check(route)
+        return self.controls.resume(route)
+
+    def set_maintenance(self, route: str, maintenance: Maintenance | None) -> None:
+        self._check(route)
+        self.controls.set_maintenance(route, maintenance)
 
 
 def make_config(token: str = TOKEN) -> Config:

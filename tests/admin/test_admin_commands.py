@@ -105,3 +105,47 @@ async def test_a_wrong_token_or_no_server_exits_1_with_the_reason(
     config = write_config(tmp_path, h.port)  # the server is gone now
     assert await run_cli("status", "--config", config) == 1
     assert "connection refused — is `hotswap serve` running?" in capsys.readouterr().err
+
+
+async def test_pause_resume_and_maintenance_through_the_cli_and_in_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            h = await start(nursery)
+            config = write_config(tmp_path, h.port)
+            assert (
+                await run_cli("pause", "app.example.com", "--timeout", "45s", "--config", config)
+                == 0
+            )
+            assert h.app.controls.snapshot()["app.example.com"]["paused"] == {"timeout": 45.0}
+            assert await run_cli("status", "--config", config) == 0
+            status_out = capsys.readouterr().out
+            assert await run_cli("resume", "app.example.com", "--config", config) == 0
+            assert (
+                await run_cli(
+                    "maintenance",
+                    "app.example.com",
+                    "--message",
+                    "back soon",
+                    "--retry-after",
+                    "5m",
+                    "--config",
+                    config,
+                )
+                == 0
+            )
+            maintenance = h.app.controls.snapshot()["app.example.com"]["maintenance"]
+            assert maintenance == {"message": "back soon", "retry_after": 300.0}
+            assert await run_cli("maintenance", "app.example.com", "--off", "--config", config) == 0
+            assert h.app.controls.snapshot() == {}
+            unknown = await run_cli("pause", "nope.example.com", "--config", config)
+            bad = await run_cli("pause", "app.example.com", "--timeout", "soon", "--config", config)
+            captured = capsys.readouterr()
+            nursery.cancel_scope.cancel()
+    assert "paused: new requests wait up to 45s" in status_out
+    assert "resumed app.example.com" in captured.out
+    assert "in maintenance (503, Retry-After 300s)" in captured.out
+    assert "maintenance off" in captured.out
+    assert unknown != 0 and "unknown route nope.example.com" in captured.err
+    assert bad != 0 and "timeout" in captured.err

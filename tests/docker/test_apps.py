@@ -198,8 +198,11 @@ async def test_a_down_container_gets_502_at_once_and_traffic_resumes_when_it_run
         await h.wait_route(domain, up=False)
         status, body = await h.get(domain)
         assert status == 502
-        assert b"exited with code 137" in body and b"stays down until the next deploy" in body
+        assert b"the app is not running right now" in body
         backend = h.routes.get(domain)
+        assert backend is not None
+        assert "exited with code 137" in backend.down_reason
+        assert "stays down until the next deploy" in backend.down_reason
         assert backend is not None and backend.pool.connects == 0  # not even tried
         container_id = deployed.result.container_id or ""
         async with container_events(docker_client, container_id) as events:

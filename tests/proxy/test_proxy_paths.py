@@ -6,8 +6,19 @@ from __future__ import annotations
 
 from functools import partial
 
-from proxy_helpers import Client, Exchange, Harness, fetch, harness, make_config, raw_exchange
+import trio
+from proxy_helpers import (
+    Client,
+    Exchange,
+    Harness,
+    fetch,
+    harness,
+    make_config,
+    raw_exchange,
+    until,
+)
 
+from hotswap.proxy.controls import Control, Maintenance, RouteControls
 from hotswap.proxy.routes import Backend
 from hotswap.proxy.server import ProxyServer, serve_proxy
 
@@ -164,3 +175,32 @@ async def test_requests_of_a_path_route_are_counted_under_its_route_key() -> Non
         for target in ("/api/x", "/x"):
             await fetch(proxy.port, "GET", target, "www.example.com")
     assert seen == ["example.com/api", "example.com"]
+
+
+async def test_pause_and_maintenance_of_a_path_route_apply_to_its_paths_only() -> None:
+    controls = RouteControls()
+    async with harness() as h:
+        site, api = await site_with_api(h)
+        config = make_config()
+        proxy: ProxyServer = await h.nursery.start(
+            partial(serve_proxy, controls=controls), lambda: config, h.routes
+        )
+        controls.set_maintenance("example.com/api", Maintenance("api migration", 60))
+        assert (await fetch(proxy.port, "GET", "/api/x", "www.example.com")).status == 503
+        assert (await fetch(proxy.port, "GET", "/x", "example.com")).status == 200
+        controls.set_maintenance("example.com/api", None)
+        controls.pause("example.com/api", timeout=30)
+        statuses: list[int] = []
+
+        async def get_api() -> None:
+            statuses.append((await fetch(proxy.port, "GET", "/api/x", "example.com")).status)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(get_api)
+            await until(lambda: (controls.get("example.com/api") or Control()).waiting == 1)
+            # The site goes on while /api waits, and the held request is not counted yet.
+            assert (await fetch(proxy.port, "GET", "/", "example.com")).status == 200
+            assert api.inflight.requests == 0
+            controls.resume("example.com/api")
+        assert statuses == [200]
+        assert (site.stats.requests, api.stats.requests) == (2, 1)

@@ -270,3 +270,39 @@ def test_the_https_redirect_port_follows_the_bound_port(tmp_path: Path) -> None:
     config = replace(tls.manager.tls, redirect_http=False)
     tls.manager.tls = config
     assert tls.manager.https_origin("app.test") is None
+
+
+async def test_a_slow_upload_with_expect_100_continue_over_tls_is_not_cut(tmp_path: Path) -> None:
+    """StreamTransport.send_nowait() always returns 0, so every write to a TLS client
+    moves the connection's deadline to Phase.SEND (now + idle_timeout). The body task's
+    100 Continue does that while the response side waits with no deadline: an upload that
+    lasts longer than idle_timeout (each piece well within it) is then cut as a client
+    that 'read nothing' (499, connection closed)."""
+    tls = make_tls(tmp_path, "app.test")
+    pieces = [b"x" * 1000] * 10
+    size = sum(map(len, pieces))
+
+    async with harness(limit=15) as h:
+        h.route("app.test", await h.upstream())  # echo
+        proxy = await start(h, tls, idle_timeout=0.6)
+        assert proxy.tls_port is not None
+        async with tls_stream(proxy.tls_port, "app.test", tls.client_context()) as stream:
+            await stream.send_all(
+                b"PUT /u HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n"
+                b"Expect: 100-continue\r\n\r\n" % size
+            )
+            interim = await stream.receive_some(1000)
+            assert interim.startswith(b"HTTP/1.1 100 ")
+            for piece in pieces:  # 1.5 s in all, a piece every 0.15 s
+                await trio.sleep(0.15)
+                await stream.send_all(piece)
+            raw = b""
+            try:
+                while b"\r\n\r\n" not in raw:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        break
+                    raw += chunk
+            except trio.BrokenResourceError:
+                pass
+        assert raw and status_of(raw) == 200, raw[:200]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,8 +14,9 @@ import h11
 import trio
 import trustme
 
+from hotswap.proxy.sockio import TlsTransport
 from hotswap.tls.certificate import Certificate, parse_pair
-from hotswap.tls.handshake import HandshakeFailed, accept_tls
+from hotswap.tls.handshake import HandshakeFailed, accept_tls_socket
 
 
 @dataclass(frozen=True)
@@ -73,16 +76,20 @@ class TlsTestServer:
         await trio.serve_listeners(self._handle, listeners)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        sock = socket.socket(fileno=os.dup(stream.socket.fileno()))  # the proxy's kind
+        sock.setblocking(False)
+        await stream.aclose()
         try:
-            accepted = await accept_tls(stream, self.context)
+            tls, server_name = await accept_tls_socket(sock, self.context)
         except HandshakeFailed as exc:
             outcome = str(exc.reason)
+            sock.close()
         else:
             outcome = "ok"
-            await accepted.stream.send_all(f"hello {accepted.server_name}".encode())
-            await accepted.stream.aclose()
+            transport = TlsTransport(tls)
+            await transport.send(f"hello {server_name}".encode())
+            transport.close()
         self.outcomes.append(outcome)
-        await stream.aclose()
         await self._send.send(outcome)
 
     async def next_outcome(self) -> str:

@@ -53,6 +53,27 @@ class AdminClient:
         changes = document.get("changes", []) if isinstance(document, dict) else []
         return [str(line) for line in changes]
 
+    def pause(self, route: str, timeout: str | None = None) -> dict[str, Any]:
+        body = {"timeout": timeout} if timeout else {}
+        return self._object("POST", f"/v1/pause/{quote(route, safe='')}", body)
+
+    def resume(self, route: str) -> dict[str, Any]:
+        return self._object("POST", f"/v1/resume/{quote(route, safe='')}", {})
+
+    def maintenance(
+        self, route: str, *, message: str = "", retry_after: str | None = None, off: bool = False
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"off": True} if off else {"message": message}
+        if retry_after and not off:
+            body["retry_after"] = retry_after
+        return self._object("POST", f"/v1/maintenance/{quote(route, safe='')}", body)
+
+    def _object(self, method: str, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        document = self._json(method, path, body)
+        if not isinstance(document, dict):
+            raise AdminClientError(f"hotswap at {self.address} sent an unexpected answer")
+        return document
+
     def metrics(self) -> str:
         conn, response = self._request("GET", "/metrics")
         try:
@@ -92,8 +113,8 @@ class AdminClient:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _json(self, method: str, path: str) -> Any:
-        conn, response = self._request(method, path)
+    def _json(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        conn, response = self._request(method, path, body)
         try:
             return _decode(response.read(), self.address)
         except (OSError, http.client.HTTPException) as exc:

@@ -256,6 +256,14 @@ def route_details(route: Mapping[str, Any]) -> list[str]:
     lines = []
     if route.get("up") is False and route.get("down_reason"):
         lines.append(f"down: {route['down_reason']}")
+    paused = route.get("paused")
+    if isinstance(paused, Mapping):
+        lines.append(f"paused: new requests wait up to {paused.get('timeout', 0):g}s, then 503")
+    maintenance = route.get("maintenance")
+    if isinstance(maintenance, Mapping):
+        message = maintenance.get("message") or "(no message)"
+        retry = maintenance.get("retry_after", 0)
+        lines.append(f"maintenance: 503, Retry-After {retry:g}s: {message}")
     for label, values in (
         ("names", route.get("hosts")),
         ("volumes", deploy.get("volumes")),

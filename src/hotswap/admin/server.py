@@ -46,12 +46,20 @@ from hotswap.errors import ConfigError, HotswapError
 from hotswap.http.pages import reason
 from hotswap.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from hotswap.metrics import Metrics
+from hotswap.proxy.controls import (
+    DEFAULT_PAUSE_TIMEOUT,
+    DEFAULT_RETRY_AFTER,
+    Maintenance,
+    RouteControls,
+)
 from hotswap.proxy.routes import RouteTable
 from hotswap.routekey import normalize_route_key
+from hotswap.units import parse_duration
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 16 * 1024
+MAX_MAINTENANCE_MESSAGE = 2000  # characters: a sentence or two, not a page
 RECEIVE_SIZE = 16 * 1024
 WRITE_TIMEOUT = 30.0  # a client that reads nothing for this long is dropped
 NDJSON = "application/x-ndjson"
@@ -104,6 +112,15 @@ class AdminApp(Protocol):
     def proxy(self) -> object | None: ...
 
     async def reload(self) -> list[str]: ...
+
+    def pause(self, route: str, timeout: float) -> None: ...
+
+    def resume(self, route: str) -> bool: ...
+
+    def set_maintenance(self, route: str, maintenance: Maintenance | None) -> None: ...
+
+    @property
+    def controls(self) -> RouteControls: ...
 
 
 # -- the server ------------------------------------------------------------------------
@@ -412,6 +429,7 @@ async def _status(
         app.deployer.status(),
         _open_connections(app),
         tls.status() if tls is not None else None,
+        app.controls.snapshot(),
     )
     await conn.send_json(200, document)
 
@@ -452,6 +470,63 @@ async def _deploy(
         conn.client,
     )
     await conn.stream_progress(handle)
+
+
+def _duration(options: Mapping[str, object], key: str, default: float) -> float:
+    raw = options.get(key)
+    if raw is None:
+        return default
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            value = parse_duration(raw)
+        except ValueError as exc:
+            raise HttpError(400, f'"{key}": {exc}') from None
+        if value > 0:
+            return value
+    raise HttpError(400, f'"{key}" must be a duration like "30s" or "5m"')
+
+
+async def _pause(
+    conn: AdminConnection, request: h11.Request, params: Mapping[str, str], body: bytes
+) -> None:
+    route = _domain(params)
+    timeout = _duration(parse_json_object(body), "timeout", DEFAULT_PAUSE_TIMEOUT)
+    conn.app.pause(route, timeout)
+    await conn.send_json(200, {"route": route, "paused": True, "timeout": timeout})
+
+
+async def _resume(
+    conn: AdminConnection, request: h11.Request, params: Mapping[str, str], body: bytes
+) -> None:
+    route = _domain(params)
+    was_paused = conn.app.resume(route)
+    await conn.send_json(200, {"route": route, "paused": False, "was_paused": was_paused})
+
+
+async def _maintenance(
+    conn: AdminConnection, request: h11.Request, params: Mapping[str, str], body: bytes
+) -> None:
+    route = _domain(params)
+    options = parse_json_object(body)
+    off = options.get("off", False)
+    if not isinstance(off, bool):
+        raise HttpError(400, '"off" must be true or false')
+    if off:
+        conn.app.set_maintenance(route, None)
+        await conn.send_json(200, {"route": route, "maintenance": None})
+        return
+    message = options.get("message", "")
+    if not isinstance(message, str) or len(message) > MAX_MAINTENANCE_MESSAGE:
+        raise HttpError(
+            400, f'"message" must be a string of at most {MAX_MAINTENANCE_MESSAGE} characters'
+        )
+    retry = _duration(options, "retry_after", DEFAULT_RETRY_AFTER)
+    conn.app.set_maintenance(route, Maintenance(message, retry))
+    await conn.send_json(
+        200, {"route": route, "maintenance": {"message": message, "retry_after": retry}}
+    )
 
 
 async def _rollback(
@@ -516,3 +591,6 @@ ROUTER.add("POST", "/v1/rollback/{domain}", _rollback)
 ROUTER.add("POST", "/v1/reload", _reload)
 ROUTER.add("GET", "/v1/logs/{domain}", _logs)
 ROUTER.add("GET", "/metrics", _metrics)
+ROUTER.add("POST", "/v1/pause/{domain}", _pause)
+ROUTER.add("POST", "/v1/resume/{domain}", _resume)
+ROUTER.add("POST", "/v1/maintenance/{domain}", _maintenance)

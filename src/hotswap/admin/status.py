@@ -64,8 +64,10 @@ def build_status(
     deployer_status: Mapping[str, Any],
     open_connections: int,
     tls: Mapping[str, Any] | None = None,
+    controls: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The status document; `tls` is TlsManager.status() (None: no TLS manager)."""
+    """The status document; `tls` is TlsManager.status() (None: no TLS manager),
+    `controls` RouteControls.snapshot() (pause and maintenance per route)."""
     tls_domains: Mapping[str, Any] = (tls or {}).get("domains") or {}
     backends = dict(routes)
     domains = sorted(set(config.routes) | set(config.external_routes) | set(backends))
@@ -95,6 +97,8 @@ def build_status(
             "down_reason": backend.down_reason if backend else "",
             "deploy": dict(per_domain.get(domain) or {}),
             "tls": tls_domains.get(domain.partition("/")[0]),
+            "paused": (controls or {}).get(domain, {}).get("paused"),
+            "maintenance": (controls or {}).get(domain, {}).get("maintenance"),
         }
         entries.append(entry)
     return {

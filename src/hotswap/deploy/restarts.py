@@ -38,7 +38,8 @@ _ALWAYS_RESTARTED = frozenset({"always", "unless-stopped"})
 
 
 def down_reason(info: ContainerInfo | None, name: str, exit_code: int | None) -> str:
-    """What the 502 page and status say about a container that exited."""
+    """What status and the log say about a container that exited (the 502 page does not:
+    a container's name and exit code are not for the public)."""
     code = "?" if exit_code is None else str(exit_code)
     reason = f"the app's container {name} exited with code {code}"
     policy = info.restart_policy if info is not None else ""

@@ -54,6 +54,10 @@ class Client(Protocol):
         """Write to the client; ClientGone if it failed or the client read nothing
         for idle_timeout."""
 
+    async def send_interim(self, data: bytes) -> None:
+        """Write an interim response (100 Continue) from the request-body task; bounded by
+        idle_timeout on its own, leaving the connection's deadline to the response side."""
+
     async def send_error(self, status: int, detail: str, *, close: bool = False) -> None:
         """Answer the current request with a small error page."""
 

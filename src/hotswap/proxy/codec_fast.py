@@ -69,6 +69,8 @@ _CHUNKED: Final = (b"transfer-encoding", b"chunked")
 _CLOSE: Final = (b"connection", b"close")
 _VERSION_ERROR: Final = "Invalid HTTP version"
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# llhttp does not look at the reason phrase: control characters other than HTAB.
+_REASON_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _tokens(value: bytes) -> list[bytes]:
@@ -580,6 +582,8 @@ class FastClientCodec(_FastCodec):
         line = head[:line_end]
         if line[:5] != b"HTTP/" or line[8:9] != b" " or not line[9:12].isdigit():
             raise self._error("invalid status line")
+        if _REASON_CONTROL.search(line, 12) is not None:
+            raise self._error("a control character in the status line")
         status = int(line[9:12])
         version = line[5:8]
         self._headers, self._special = _fields(head, line_end)

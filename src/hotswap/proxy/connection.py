@@ -44,14 +44,15 @@ from hotswap.proxy.codec import (
 )
 from hotswap.proxy.codec_fast import FastServerCodec
 from hotswap.proxy.codec_h11 import H11ServerCodec
+from hotswap.proxy.controls import RouteControls
 from hotswap.proxy.forward import Edge, forward
 from hotswap.proxy.outcome import CLIENT_GONE_STATUS, Outcome
 from hotswap.proxy.routes import RouteTable
-from hotswap.proxy.sockio import StreamTransport, Transport
+from hotswap.proxy.sockio import FAIR_RUN, TlsTransport, Transport
 from hotswap.proxy.timers import TimerWheel, now
 from hotswap.proxy.tunnel import Tunnel
 from hotswap.proxy.upstream import RECEIVE_SIZE
-from hotswap.tls.handshake import HandshakeFailed, accept_tls
+from hotswap.tls.handshake import HandshakeFailed, accept_tls_socket
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class ProxyContext:
         observe: Observer | None = None,
         edge: Edge | None = None,
         on_handshake_failure: HandshakeObserver | None = None,
+        controls: RouteControls | None = None,
     ) -> None:
         self.routes = routes
         self.access_log = access_log
@@ -107,6 +109,7 @@ class ProxyContext:
         self.observe = observe
         self.edge = edge  # ACME challenges and HTTPS redirects (tls.TlsManager), if any
         self.on_handshake_failure = on_handshake_failure
+        self.controls = controls  # pause and maintenance of routes
         self.request_ids = RequestIds()
         self.draining = False
 
@@ -142,6 +145,7 @@ class ClientConnection:
         "transport",
         "trusted",
         "tunnel",
+        "unyielded",
         "wait_count",
         "watcher",
     )
@@ -179,6 +183,7 @@ class ClientConnection:
         self.tunnel: Tunnel | None = None
         self.watcher: trio.CancelScope | None = None  # AbortWatch's, while one runs
         self.wait_count = 0
+        self.unyielded = 0  # writes in a row that did not wait (see send())
 
     # -- the loop --------------------------------------------------------------------
 
@@ -191,7 +196,16 @@ class ClientConnection:
 
     async def serve(self) -> None:
         """Serve requests until the connection should close; linger if the client is sending."""
-        await self._serve()
+        try:
+            await self._serve()
+        finally:
+            outcome = self.outcome
+            if outcome is not None:  # cut from outside: the end of the shutdown grace
+                self.outcome = None
+                outcome.close = True
+                if not outcome.status or self.codec.can_respond:
+                    outcome.status = CLIENT_GONE_STATUS if self.gone else 503
+                self.ctx.record(outcome, self.peer, self.config)
         codec = self.codec
         answered = codec.response_done or self.final_error
         if not self.gone and answered and not codec.peer_done:
@@ -215,7 +229,9 @@ class ClientConnection:
                 first = False
                 outcome = Outcome(request, time.perf_counter())
                 self.outcome = outcome
-                await forward(self, codec, request, outcome, ctx.routes, parser, edge)
+                await forward(
+                    self, codec, request, outcome, ctx.routes, parser, edge, ctx.controls
+                )
                 self.outcome = None
                 ctx.record(outcome, self.peer, config)
                 if outcome.close or self.final_error or codec.switched:
@@ -228,15 +244,12 @@ class ClientConnection:
     async def _handshake(self, context: ssl.SSLContext) -> bool:
         """The TLS handshake, within tls.handshake_timeout; False when it failed."""
         self.deadline_at(Phase.HANDSHAKE, now() + self.handshake_timeout)
-        sock = self.transport.socket
         try:
-            accepted = await accept_tls(
-                trio.SocketStream(trio.socket.from_stdlib_socket(sock)), context
-            )
+            tls, _server_name = await accept_tls_socket(self.transport.socket, context)
         except HandshakeFailed as exc:
             self._handshake_failed(str(exc.reason))
             return False
-        self.transport = StreamTransport(accepted.stream, sock)
+        self.transport = TlsTransport(tls)  # the TLS socket owns the descriptor now
         return True
 
     def _handshake_failed(self, reason: str) -> None:
@@ -298,8 +311,7 @@ class ClientConnection:
 
     async def _after_deadline(self) -> None:
         """The connection's scope was cancelled: answer for what timed out, then close."""
-        outcome = self.outcome
-        self.outcome = None
+        outcome = self.outcome  # kept until answered: send_response() needs its request
         phase = self.phase
         config = self.config
         if outcome is None:
@@ -313,9 +325,9 @@ class ClientConnection:
             return
         outcome.close = True
         stats = outcome.stats
-        if self.codec.response_done and not self.gone:
-            pass  # the deadline passed just as the response was completed: not a failure
-        elif self.gone or phase is Phase.SEND:
+        # (A response the codec holds as done may still be waiting to be written: the
+        # last write is the one a client that reads nothing blocks.)
+        if self.gone or phase is Phase.SEND:
             cause = (
                 "connection closed by the client"
                 if self.gone
@@ -348,6 +360,7 @@ class ClientConnection:
             if self.codec.can_respond:
                 outcome.status = 504
                 await self._answer(504, "the app did not answer in time")
+        self.outcome = None
         self.ctx.record(outcome, self.peer, config)
 
     async def _linger(self) -> None:
@@ -427,12 +440,36 @@ class ClientConnection:
         try:
             sent = transport.send_nowait(data)
             if sent < len(data):
+                self.unyielded = 0
                 self.deadline_at(Phase.SEND, now() + self.config.idle_timeout)
                 await transport.send(data[sent:])
+            else:
+                # A write that did not wait is no checkpoint. Every answered request ends
+                # with one, so yielding every FAIR_RUN of them keeps a pipelining client
+                # (answered from the codec's buffer) or a fast download from holding
+                # the scheduler.
+                self.unyielded += 1
+                if self.unyielded >= FAIR_RUN:
+                    self.unyielded = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.codec.send_failed()
             self.gone = True
             raise ClientGone(f"write to client failed: {exc}") from exc
+
+    async def send_interim(self, data: bytes) -> None:
+        # Written by the request-body task, beside the response side's waits: a scope of
+        # its own, so the connection's deadline stays the response side's.
+        timeout = self.config.idle_timeout
+        with trio.move_on_after(timeout):
+            try:
+                await self.transport.send(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.codec.send_failed()
+                self.gone = True
+                raise ClientGone(f"write to client failed: {exc}") from exc
+            return
+        raise ClientGone(f"the client read nothing for idle_timeout={timeout:g}s")
 
     async def send_error(self, status: int, detail: str, *, close: bool = False) -> None:
         if not self.codec.can_respond:
@@ -442,7 +479,8 @@ class ClientConnection:
             self.final_error = True
             await self.send(error_response(status, detail))
             return
-        headers, body = error_page(status, detail)
+        custom = self.config.error_page_files.get(str(status))
+        headers, body = error_page(status, detail, custom)
         await self.send_response(status, headers, body, close=close)
 
     async def send_response(

@@ -168,6 +168,7 @@ class Exchange:
             )
             await self._fail(exc.http_status, _PUBLIC_DETAIL.get(exc.http_status, ""))
         finally:
+            client.watch(False)  # whatever began a watch (the body task may have)
             up = self.up
             if up is not None and self.tunnel is None:
                 up.pool.release(up)  # closes it unless the exchange completed cleanly
@@ -225,7 +226,9 @@ class Exchange:
         )
         pool = self.backend.pool
         for attempt in (0, 1):
-            up = pool.take_idle()
+            # The retry never takes another pooled connection: the one that failed may
+            # not be the only one the upstream is closing (a restart, a keep-alive timeout).
+            up = pool.take_idle() if not attempt else None
             if up is None:
                 up = await self._connect()
             self.up = up
@@ -264,6 +267,7 @@ class Exchange:
         # its own keeps the connect timeout's 502 apart from the exchange's deadline.
         timeout = self.client.config.upstream_connect_timeout
         pool = self.backend.pool
+        self.client.deadline_at(Phase.NONE, math.inf)  # what reading the head left is stale
         try:
             with trio.fail_after(timeout):
                 return await pool.connect(self.parser)
@@ -274,18 +278,21 @@ class Exchange:
         except OSError as exc:
             raise UpstreamConnectError(f"connect to {pool.address} failed: {exc}") from exc
 
-    async def _send_upstream(self, data: bytes) -> None:
+    async def _send_upstream(self, data: bytes, *, own_scope: bool = False) -> None:
+        """Write to the upstream; a write that waits is bounded like a response that does not
+        come, by the connection's deadline unless the caller has a scope of its own (the
+        request-body task, beside the response side's waits)."""
         up = self.up
         assert up is not None
         transport = up.transport
         try:
             sent = transport.send_nowait(data)
             if sent < len(data):
-                # The upstream reads nothing: bounded like a response that does not come.
-                self.client.deadline_at(
-                    Phase.UPSTREAM,
-                    now() + self.client.config.upstream_response_timeout,
-                )
+                if not own_scope:
+                    self.client.deadline_at(
+                        Phase.UPSTREAM,
+                        now() + self.client.config.upstream_response_timeout,
+                    )
                 await transport.send(data[sent:])
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if up.reused and not self.received:
@@ -312,8 +319,7 @@ class Exchange:
                 try:
                     data = await transport.receive_after_wait(RECEIVE_SIZE)
                 finally:
-                    if watch:
-                        client.watch(False)
+                    client.watch(False)  # also ends a watch the body task began
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if up.reused and not self.received:
                 raise _Stale(exc, sent=True) from exc
@@ -371,6 +377,8 @@ class Exchange:
             try:
                 event = codec.next_event()
             except ProtocolError as exc:
+                if not self.wrote:  # nothing reached the client yet: it gets its 502
+                    raise UpstreamProtocolError(f"invalid response from upstream: {exc}") from exc
                 raise UpstreamBroken(f"invalid response body from upstream: {exc}") from exc
             if event is NEED_DATA:
                 if out:
@@ -444,7 +452,7 @@ class Exchange:
         upstream_response_timeout is given up (504), so the exchange cannot hang."""
         timeout = self.client.config.upstream_response_timeout
         with trio.move_on_after(timeout):
-            await self._send_upstream(data)
+            await self._send_upstream(data, own_scope=True)
             return
         raise UpstreamTimeoutError(
             f"the upstream read nothing of the request body for upstream_response_timeout="
@@ -467,7 +475,7 @@ class Exchange:
                     await self._send_body_upstream(b"".join(out))
                     out.clear()
                 if ccodec.waiting_for_continue:
-                    await client.send(ccodec.continue_100())
+                    await client.send_interim(ccodec.continue_100())
                 data = await client.receive()
                 if not data:
                     raise ClientGone("client closed the connection mid-body")
@@ -482,6 +490,7 @@ class Exchange:
                 out.append(codec.end())
                 await self._send_body_upstream(b"".join(out))
                 self.watch_client = True
+                client.watch(True)  # the response side may be waiting already
                 if not self.outcome.status:  # the head's deadline starts once the body is sent
                     self.head_deadline = (
                         now() + client.config.upstream_response_timeout

@@ -18,14 +18,17 @@ in the Outcome for the connection loop to log and count.
 
 from __future__ import annotations
 
+import math
 from typing import Final, Protocol
 
 from hotswap.config import HttpParser
 from hotswap.http.checks import refusal
 from hotswap.http.host import BadHost, request_host
+from hotswap.http.pages import accepts_only_json, error_page, maintenance_page, retry_after
 from hotswap.http.redirect import redirect_location, redirect_response, redirect_to
-from hotswap.proxy.client import Client, ClientGone
+from hotswap.proxy.client import Client, ClientGone, Phase
 from hotswap.proxy.codec import RequestHead, ServerCodec
+from hotswap.proxy.controls import Control, RouteControls
 from hotswap.proxy.exchange import Exchange
 from hotswap.proxy.outcome import Outcome
 from hotswap.proxy.routes import Backend, Redirect, Refused, RouteTable, Unavailable
@@ -87,6 +90,38 @@ async def _answer(
         outcome.close = True
 
 
+async def _controlled(
+    client: Client, outcome: Outcome, control: Control, controls: RouteControls
+) -> bool:
+    """Maintenance answers 503; a pause holds the request. True when it goes on: the
+    caller acquires its route at once, with no checkpoint between (controls.py)."""
+    request = outcome.request
+    pages = client.config.error_page_files
+    maintenance = control.maintenance
+    if maintenance is not None:
+        headers, body = maintenance_page(
+            maintenance.message,
+            maintenance.retry_after,
+            json_body=accepts_only_json(request.headers),
+            custom=pages.get("maintenance"),
+        )
+    else:
+        client.deadline_at(Phase.NONE, math.inf)  # hold() bounds the wait on its own
+        released = await control.hold()
+        if control.idle:
+            controls.forget_idle()
+        if released:
+            return True
+        headers, body = error_page(503, "the app is paused for a moment", pages.get("503"))
+        headers.append(retry_after(control.pause_timeout))
+    outcome.status = 503
+    try:
+        await client.send_response(503, headers, body, close=request.has_body)
+    except ClientGone:
+        outcome.close = True
+    return False
+
+
 async def _unrouted(
     client: Client,
     outcome: Outcome,
@@ -101,8 +136,8 @@ async def _unrouted(
         backend = found.backend
         outcome.route = backend.route
         outcome.backend = backend.name
-        detail = backend.down_reason or "the app's container is not running"
-        await _answer(client, outcome, 502, detail, close=close)
+        # Why it is down (its container's name and exit code) is for status and the log.
+        await _answer(client, outcome, 502, "the app is not running right now", close=close)
     elif isinstance(found, Redirect):
         status, headers, body = redirect_response(found.origin, outcome.request.target)
         outcome.route = found.name
@@ -123,6 +158,7 @@ async def forward(
     routes: RouteTable,
     parser: HttpParser,
     edge: Edge | None = None,
+    controls: RouteControls | None = None,
 ) -> None:
     """Serve one request of `client`; leaves `codec` DONE, or `outcome.close` set."""
     refused = refusal(request.method, request.target, request.http_version)
@@ -147,6 +183,12 @@ async def forward(
     if limit and request.length is not None and request.length > limit:
         await _answer(client, outcome, 413, f"the body exceeds {limit} bytes")
         return
+    if controls is not None and controls.active:
+        # The route key of a path route too: its pause or maintenance is its paths' only.
+        resolved = routes.resolve(host, request.target)
+        control = controls.get(resolved[0]) if isinstance(resolved, tuple) else None
+        if control is not None and not await _controlled(client, outcome, control, controls):
+            return
     # Resolves (host, then the target's path for path routes) and counts in flight, with
     # no checkpoint between. A path route's strip_prefix is applied upstream by the
     # exchange (backend.strip_prefix); backend.route is the route key.

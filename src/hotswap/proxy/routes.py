@@ -81,7 +81,7 @@ class Backend:
         # RouteTable.switch() and set_strip_prefixes().
         self.strip_prefix = b""
         self.state = BackendState.UP
-        self.down_reason = ""  # why it is down, for the 502 page and status
+        self.down_reason = ""  # why it is down, for status and the log
 
     def close(self) -> None:
         """Retire this backend: close its idle upstream connections at once.

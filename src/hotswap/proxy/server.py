@@ -29,6 +29,7 @@ from hotswap.http.pages import error_response
 from hotswap.proxy.abortwatch import AbortWatch
 from hotswap.proxy.accesslog import AccessLog
 from hotswap.proxy.connection import ClientConnection, HandshakeObserver, Observer, ProxyContext
+from hotswap.proxy.controls import RouteControls
 from hotswap.proxy.forward import Edge
 from hotswap.proxy.routes import RouteTable
 from hotswap.proxy.sockio import SocketTransport
@@ -234,6 +235,7 @@ async def serve_proxy(
     access_log: AccessLog | None = None,
     tls: TlsSide | None = None,
     on_handshake_failure: HandshakeObserver | None = None,
+    controls: RouteControls | None = None,
     task_status: trio.TaskStatus[ProxyServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on config.listen (port 0 allowed), and on tls.listen with `tls`, and proxy
@@ -261,6 +263,7 @@ async def serve_proxy(
         observe=observe,
         edge=tls,
         on_handshake_failure=on_handshake_failure,
+        controls=controls,
     )
     server = ProxyServer(config_getter, ctx, listeners, tls, tls_listeners)
     log.info("proxy listening address=%s:%d", config.listen.host, server.port)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from typing import Final, Protocol
 
 import trio
@@ -32,6 +33,15 @@ class Timed(Protocol):
 
 
 now: Final = time.monotonic  # the wheel's clock (an alias: it is called several times a request)
+
+
+def due_slots(slots: dict[int, set[Timed]], done: int, current: int) -> Iterable[int]:
+    """The slots to fire, in order: those after `done` up to `current`. After a quiet
+    period (more elapsed ticks than there are slots) only the slots that exist are
+    looked at, not every tick of the gap."""
+    if current - done > len(slots):
+        return sorted(index for index in slots if done < index <= current)
+    return range(done + 1, current + 1)
 
 
 class TimerWheel:
@@ -83,7 +93,7 @@ class TimerWheel:
                 await self._wake.wait()
             await trio.sleep(self.tick)
             current = math.floor(time.monotonic() / self.tick)
-            for index in range(self._done + 1, current + 1):
+            for index in due_slots(slots, self._done, current):
                 due = slots.pop(index, None)
                 if due is not None:
                     for conn in due:

@@ -5,7 +5,7 @@ names.py        server names against certificate names (RFC 6125 wildcards)
 selection.py    which certificate answers a server name (exact before wildcard)
 context.py      SSLContexts: one per certificate, the listener's picks by SNI
 live.py         the certificate set new handshakes use, swapped in one step
-handshake.py    accept_tls: sniff plain HTTP, handshake, say why one failed
+handshake.py    accept_tls_socket: sniff plain HTTP, handshake, say why one failed
 challenges.py   HTTP-01 tokens of pending orders and the answer to the CA
 redirect.py     the https URL of a plain-HTTP request
 plan.py         what the config asks: files, names switched off, ACME orders
@@ -28,10 +28,9 @@ if TYPE_CHECKING:
     from hotswap.tls.challenges import CONTENT_TYPE as CHALLENGE_CONTENT_TYPE
     from hotswap.tls.handshake import (
         PLAIN_HTTP_RESPONSE,
-        Accepted,
         FailureReason,
         HandshakeFailed,
-        accept_tls,
+        accept_tls_socket,
     )
     from hotswap.tls.manager import TlsManager
     from hotswap.tls.redirect import STATUS as REDIRECT_STATUS
@@ -44,10 +43,9 @@ _LAZY = {
     "CHALLENGE_PATH": ("challenges", "CHALLENGE_PATH"),
     "CHALLENGE_CONTENT_TYPE": ("challenges", "CONTENT_TYPE"),
     "PLAIN_HTTP_RESPONSE": ("handshake", "PLAIN_HTTP_RESPONSE"),
-    "Accepted": ("handshake", "Accepted"),
     "FailureReason": ("handshake", "FailureReason"),
     "HandshakeFailed": ("handshake", "HandshakeFailed"),
-    "accept_tls": ("handshake", "accept_tls"),
+    "accept_tls_socket": ("handshake", "accept_tls_socket"),
     "TlsManager": ("manager", "TlsManager"),
     "REDIRECT_STATUS": ("redirect", "STATUS"),
 }
@@ -66,12 +64,11 @@ __all__ = [
     "CHALLENGE_PATH",
     "PLAIN_HTTP_RESPONSE",
     "REDIRECT_STATUS",
-    "Accepted",
     "AcmeError",
     "Certificate",
     "CertificateError",
     "FailureReason",
     "HandshakeFailed",
     "TlsManager",
-    "accept_tls",
+    "accept_tls_socket",
 ]

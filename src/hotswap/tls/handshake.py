@@ -1,24 +1,22 @@
 """Accepting one TLS connection: sniff, handshake, and say why a handshake failed.
 
-The TLS listener calls `accept_tls` for each accepted socket, inside the
+The TLS listener calls `accept_tls_socket` for each accepted socket, inside the
 connection's cancel scope with its deadline set to `tls.handshake_timeout`
-(this helper takes no timeout: the caller owns the policy). It
+(these helpers take no timeout: the caller owns the policy). It hands back a
+non-blocking ssl.SSLSocket (the proxy reads and writes it directly, see
+proxy/sockio.py). It
 
 - peeks at the first byte without consuming it: a TLS connection starts with a
   handshake record (0x16); one that starts with an upper-case letter is a
   plain HTTP request sent to the HTTPS port, answered with a plain-text 400
   as nginx does;
-- runs the handshake on a trio.SSLStream (https_compatible: HTTP/1.1 clients
-  often close without close_notify);
-- sends the `unrecognized_name` alert itself when the SNI callback refused the
-  server name (trio.SSLStream drops what OpenSSL queued for the peer when a
-  handshake fails, so the client would only see the connection close);
+- runs the handshake on the socket itself, OpenSSL writing its own alerts
+  (`unrecognized_name` when the SNI callback refused the server name);
 - asks Linux to acknowledge at once (TCP_QUICKACK) before and after the
-  handshake. trio holds a TLS 1.3 server's session tickets back until the
-  first response, so nothing carries the ACK of the client's Finished: a client
-  with Nagle's algorithm on (no TCP_NODELAY) then waits a delayed ACK (40 ms)
-  before its request leaves. Measured on loopback: 44 -> 550 new TLS 1.3
-  connections a second for such clients; no change for the others.
+  handshake, so a client with Nagle's algorithm on (no TCP_NODELAY) does not wait
+  a delayed ACK (40 ms) of its Finished before its request leaves (measured on
+  loopback with trio.SSLStream, which held the session tickets back: 44 -> 550
+  new TLS 1.3 connections a second for such clients).
 
 A failure raises HandshakeFailed with a `reason` fit for a metrics label; bad
 handshakes are part of life on a public port, so they are logged at debug.
@@ -30,7 +28,6 @@ import enum
 import logging
 import socket
 import ssl
-from dataclasses import dataclass
 
 import trio
 
@@ -66,14 +63,6 @@ class FailureReason(enum.StrEnum):
     PROTOCOL = "protocol"  # anything else TLS refused: version, ciphers, garbage
 
 
-@dataclass(frozen=True)
-class Accepted:
-    """A connection after its handshake: the TLS stream and the client's SNI name."""
-
-    stream: trio.SSLStream[trio.SocketStream]
-    server_name: str  # lower case as sent; a handshake without SNI never gets here
-
-
 class HandshakeFailed(Exception):
     """The connection never became a TLS stream; `reason` says why."""
 
@@ -94,53 +83,67 @@ def first_byte_kind(first: int) -> str:
     return "other"
 
 
-async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext) -> Accepted:
-    """The TLS stream of an accepted connection, after a complete handshake.
+async def accept_tls_socket(
+    sock: socket.socket, context: ssl.SSLContext
+) -> tuple[ssl.SSLSocket, str]:
+    """(the TLS socket, the client's SNI name) of an accepted non-blocking socket, after a
+    complete handshake. `sock` is taken over (detached) on success and on failure alike:
+    close the returned socket, or on HandshakeFailed nothing (it is closed here).
 
-    `context` is LiveCertificates.context (or any context made by
-    context.listener_context).
-
-    Raises HandshakeFailed (the caller closes `stream`). Cancellation (the
-    handshake deadline) passes through unchanged.
+    OpenSSL writes its own alerts on this path (unrecognized_name included).
+    Cancellation (the handshake deadline) passes through; the caller closes `sock`.
     """
     try:
-        first = await stream.socket.recv(1, socket.MSG_PEEK)
+        await trio.lowlevel.wait_readable(sock)
+        first = sock.recv(1, socket.MSG_PEEK)
     except OSError as exc:
         raise _failed(FailureReason.CLOSED, str(exc)) from exc
     if not first:
         raise _failed(FailureReason.CLOSED, "closed before the handshake")
     if first_byte_kind(first[0]) == "http":
-        await _refuse_plain_http(stream)
+        await _refuse_plain_http(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
         raise _failed(FailureReason.PLAIN_HTTP, "plain HTTP request on the HTTPS port")
-    _quick_ack(stream)
-    tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    _quick_ack_socket(sock)
+    tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     note = HandshakeNote()
     token = handshake_note.set(note)
     try:
-        await tls.do_handshake()
-    except trio.BrokenResourceError as exc:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await trio.lowlevel.wait_readable(tls)
+            except ssl.SSLWantWriteError:
+                await trio.lowlevel.wait_writable(tls)
+    except ssl.SSLError as exc:
+        tls.close()
         if note.refused:
-            await _send_quietly(stream, UNRECOGNIZED_NAME_ALERT)
             name = note.server_name
             raise _failed(
                 FailureReason.UNKNOWN_NAME,
                 f"no certificate for server_name={name}" if name else "the client sent no SNI",
             ) from exc
-        cause = exc.__cause__
-        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
-            raise _failed(FailureReason.PROTOCOL, str(cause.reason or cause)) from exc
-        raise _failed(FailureReason.CLOSED, str(cause or exc)) from exc
+        if isinstance(exc, ssl.SSLEOFError):
+            raise _failed(FailureReason.CLOSED, str(exc)) from exc
+        raise _failed(FailureReason.PROTOCOL, str(exc.reason or exc)) from exc
+    except OSError as exc:
+        tls.close()
+        raise _failed(FailureReason.CLOSED, str(exc)) from exc
+    except BaseException:
+        tls.close()
+        raise
     finally:
         handshake_note.reset(token)
-    _quick_ack(stream)
-    return Accepted(tls, (note.server_name or "").lower())
+    _quick_ack_socket(tls)
+    return tls, (note.server_name or "").lower()
 
 
-def _quick_ack(stream: trio.SocketStream) -> None:
+def _quick_ack_socket(sock: socket.socket) -> None:
     option = getattr(socket, "TCP_QUICKACK", None)  # Linux only
     if option is not None:
         try:
-            stream.socket.setsockopt(socket.IPPROTO_TCP, option, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
         except OSError:
             pass  # the peer is gone: the handshake or the next read says so
 

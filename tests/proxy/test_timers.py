@@ -1,0 +1,13 @@
+"""The timer wheel's slot walk (no sockets)."""
+
+from __future__ import annotations
+
+from hotswap.proxy.timers import due_slots
+
+
+def test_after_a_quiet_period_only_the_slots_that_exist_are_walked() -> None:
+    slots: dict[int, set[object]] = {1_000_000: set(), 1_000_005: set(), 2_000_000: set()}
+    walked = list(due_slots(slots, 10, 1_000_010))  # a quiet gap of a million ticks
+    assert walked == [1_000_000, 1_000_005]
+    normal: dict[int, set[object]] = {11: set(), 12: set(), 40: set()}
+    assert list(due_slots(normal, 10, 12)) == [11, 12]  # a normal tick: the range
