@@ -137,8 +137,12 @@ class PathTable(Generic[T]):
         one under another route, or above the prefix it matched.
         """
         path = target.decode("latin-1")
-        if path[:1] != "/" or "?" in path or "#" in path:
+        if path[:1] != "/":  # absolute-form, or "*"
             path = request_path(target).decode("latin-1")
+        elif "?" in path:
+            path = path.partition("?")[0]
+        if "#" in path:
+            path = path.partition("#")[0]
         prefix = self._longest(path)
         # Could normalising the path change it? Four substring tests, the cheap kind.
         if "%" in path or "/." in path or "//" in path or "\\" in path:

@@ -58,6 +58,11 @@ class BackendState(enum.StrEnum):
     DOWN = "down"  # its container is not running: answer 502 at once
 
 
+# BackendState.DOWN read on the hot path: a module constant costs a dict probe, the
+# enum's class attribute ~100 ns more (EnumType's member lookup, CPython 3.11).
+_DOWN: Final = BackendState.DOWN
+
+
 class Backend:
     """One upstream address (a container or an external route) and its state."""
 
@@ -210,7 +215,7 @@ class RouteTable:
             if type(found) is not Backend:
                 return found
             backend = found
-        if backend.state is BackendState.DOWN:
+        if backend.state is _DOWN:
             return Unavailable(backend)
         backend.inflight.begin_request()
         backend.stats.requests += 1
