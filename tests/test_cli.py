@@ -139,7 +139,7 @@ def test_config_init_defaults_to_the_environment_path(
 
 def test_config_check_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "check", str(EXAMPLE)]) == 0
-    assert capsys.readouterr().out == f"ok: {EXAMPLE}: 2 routes, 1 external routes\n"
+    assert capsys.readouterr().out == f"ok: {EXAMPLE}: 3 routes, 1 external routes\n"
 
 
 def test_config_check_prints_every_problem(

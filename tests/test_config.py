@@ -585,7 +585,8 @@ def test_every_key_has_a_meaning_and_an_effect() -> None:
 
 def test_example_config_loads() -> None:
     config = load_config(EXAMPLE)
-    assert set(config.routes) == {"app.example.com", "api.example.com"}
+    assert set(config.routes) == {"app.example.com", "api.example.com", "app.example.com/api"}
+    assert config.routes["app.example.com/api"].strip_prefix
     assert config.routes["api.example.com"].env == {"RAILS_ENV": "production"}
     assert set(config.external_routes) == {"legacy.example.com"}
     assert config.redirects == {"old.example.com": "https://app.example.com"}

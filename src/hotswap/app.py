@@ -52,8 +52,16 @@ def external_backend(route: ExternalRoute) -> Backend:
 
 def route_hosts(config: Config) -> dict[str, tuple[str, ...]]:
     """Each route's extra names (hosts), for RouteTable.set_names(): every route is listed,
-    so its domain stays its own while it has no container yet."""
-    return {domain: route.hosts for domain, route in config.routes.items()}
+    so its domain stays its own while it has no container yet (external routes too: the
+    domain of an external path route is no wildcard's either)."""
+    hosts = {domain: route.hosts for domain, route in config.routes.items()}
+    hosts.update({key: () for key in config.external_routes if key not in hosts})
+    return hosts
+
+
+def strip_prefixes(config: Config) -> list[str]:
+    """The path routes whose prefix is removed upstream, for RouteTable.set_strip_prefixes()."""
+    return [key for key, route in config.routes.items() if route.strip_prefix]
 
 
 # How long the old process of a takeover has to exit after its drain_timeout before
@@ -109,6 +117,7 @@ class App:
         self._handed_over = False  # a takeover took our sockets: drain and exit
         self._admin_scope = trio.CancelScope()
         self._tls_scope = trio.CancelScope()
+        self.routes.set_strip_prefixes(strip_prefixes(config))
         for domain, route in config.external_routes.items():
             self.routes.switch(domain, external_backend(route))
         self.routes.set_names(route_hosts(config), config.redirects)
@@ -196,6 +205,9 @@ class App:
         changes.extend(self.tls.apply(new))
         self.config = new
         self.deployer.update_config(new)
+        if strip_prefixes(new) != strip_prefixes(old):
+            self.routes.set_strip_prefixes(strip_prefixes(new))
+            changes.append("strip_prefix of path routes updated")
         hosts = route_hosts(new)
         if hosts != route_hosts(old) or new.redirects != old.redirects:
             self.routes.set_names(hosts, new.redirects)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler = Callable[[argparse.Namespace], int]
 
+_ROUTE_HELP = 'a route key: a domain, or a domain with a path prefix ("example.com/api")'
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_USAGE = 2
 
@@ -237,8 +238,8 @@ def follow_progress(events: Iterable[dict[str, Any]], out: TextIO) -> int:
 
 
 def register_deploy(commands: Commands) -> None:
-    parser = add_command(commands, "deploy", "deploy a domain through the running server")
-    parser.add_argument("domain", metavar="DOMAIN")
+    parser = add_command(commands, "deploy", "deploy a route through the running server")
+    parser.add_argument("domain", metavar="ROUTE", help=_ROUTE_HELP)
     parser.add_argument("--image", metavar="REF", help="image to deploy (default: the route's)")
     parser.add_argument(
         "--force", action="store_true", help="deploy even if the image id is the running one"
@@ -254,7 +255,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def register_rollback(commands: Commands) -> None:
     summary = "redeploy the image that ran before the last deploy"
     parser = add_command(commands, "rollback", summary)
-    parser.add_argument("domain", metavar="DOMAIN")
+    parser.add_argument("domain", metavar="ROUTE", help=_ROUTE_HELP)
     parser.set_defaults(handler=_rollback)
 
 
@@ -353,7 +354,7 @@ def _maintenance(args: argparse.Namespace) -> int:
 def register_logs(commands: Commands) -> None:
     summary = "show a route's container logs through the running server"
     parser = add_command(commands, "logs", summary)
-    parser.add_argument("route", metavar="ROUTE")
+    parser.add_argument("route", metavar="ROUTE", help=_ROUTE_HELP)
     parser.add_argument(
         "--follow",
         "-f",

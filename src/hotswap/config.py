@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from hotswap import config_apps as apps
-from hotswap.addresses import is_loopback, normalize_domain
+from hotswap.addresses import is_loopback
 from hotswap.config_schema import (
     EXTERNAL_ROUTE_KEYS,
     ROUTE_KEYS,
@@ -42,6 +42,7 @@ from hotswap.config_values import (
     unquoted_domain,
 )
 from hotswap.errors import ConfigError
+from hotswap.routekey import normalize_route_key, split_route_key
 
 if TYPE_CHECKING:
     from hotswap.tls.certificate import Certificate
@@ -214,9 +215,9 @@ class Volume:
 
 @dataclass(frozen=True)
 class Route:
-    """A domain served by a container that hotswap deploys."""
+    """A domain (or a domain and a path prefix) served by a container hotswap deploys."""
 
-    domain: str
+    domain: str  # the route key: "example.com", or "example.com/api" for a path route
     image: str
     port: int | None = None  # container port; None: label hotswap.port, else first EXPOSE
     env: Mapping[str, str] = field(default_factory=dict)
@@ -232,11 +233,22 @@ class Route:
     cpus: float = 0.0  # 0 = no limit
     restart: RestartPolicy = RestartPolicy.UNLESS_STOPPED
     tls: TlsMode = TlsMode.AUTO
+    strip_prefix: bool = False  # path routes: the app sees the path without the prefix
+
+    @property
+    def host(self) -> str:
+        """The domain of the route key ("example.com" of "example.com/api")."""
+        return split_route_key(self.domain)[0]
+
+    @property
+    def path(self) -> str:
+        """The path prefix of a path route ("/api"); "" for a plain route."""
+        return split_route_key(self.domain)[1]
 
     def container_settings(self) -> Route:
-        """The route without what the proxy alone uses (its names, its TLS mode): what a
-        deploy runs, so a change of these alone needs no deploy."""
-        return replace(self, hosts=(), tls=TlsMode.AUTO)
+        """The route without what the proxy alone uses (its names, its TLS mode, the
+        prefix it strips): what a deploy runs, so a change of these alone needs no deploy."""
+        return replace(self, hosts=(), tls=TlsMode.AUTO, strip_prefix=False)
 
 
 @dataclass(frozen=True)
@@ -336,6 +348,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     external = _parse_external_routes(tables.get("external_routes", {}), seen, report)
     redirects = _parse_redirects(tables.get("redirects", {}), report)
     _check_names(routes, redirects, seen, report)
+    _check_tls_modes(routes, external, report)
     if docker.get("network_mode") is NetworkMode.HOST:
         for domain, route in routes.items():
             if route.networks:
@@ -429,11 +442,12 @@ def _parse_routes(
     table: Mapping[str, Any], seen: dict[str, str], report: Report, base: Path
 ) -> dict[str, Route]:
     routes: dict[str, Route] = {}
+    inherit: list[str] = []  # routes without a tls key of their own
     for raw_domain, value in table.items():
         key = f"routes.{key_part(raw_domain)}"
         if unquoted_domain(raw_domain, value, key, report):
             continue
-        domain = _domain(raw_domain, key, seen, report)
+        domain = _route_key(raw_domain, key, seen, report)
         fields: dict[str, Any] = {}
         if isinstance(value, str):
             image = check_image(value, key, report)
@@ -442,9 +456,35 @@ def _parse_routes(
         else:
             report(key, f"expected an image reference or a table, got {describe(value)}")
             continue
+        if domain is not None:
+            _check_path_keys(domain, fields, key, report)
         if domain is not None and image is not None:
             routes[domain] = Route(domain=domain, image=image, **fields)
+            if "tls" not in fields:
+                inherit.append(domain)
+    # A path route without its own tls has its domain's (HTTPS is per domain).
+    for key in inherit:
+        plain = routes.get(split_route_key(key)[0])
+        if plain is not None and plain is not routes[key]:
+            routes[key] = replace(routes[key], tls=plain.tls)
     return routes
+
+
+def _check_path_keys(key: str, fields: dict[str, Any], key_path: str, report: Report) -> None:
+    """A path route takes its domain's names; only a path route can strip its prefix."""
+    domain, path = split_route_key(key)
+    if path and fields.get("hosts"):
+        report(
+            f"{key_path}.hosts",
+            f"a path route serves the names of its domain: set hosts on "
+            f"routes.{key_part(domain)} (its names lead to its path routes too)",
+        )
+        del fields["hosts"]
+    if not path and fields.get("strip_prefix"):
+        report(
+            f"{key_path}.strip_prefix",
+            f'only a path route (like "{domain}/api") has a prefix to strip',
+        )
 
 
 def _parse_route_table(
@@ -470,6 +510,10 @@ def _parse_route_table(
                 report(key, f"expected a port number 1-65535, got {describe(raw)}")
         elif leaf == "env":
             fields["env"] = parse_env(raw, key, report)
+        elif leaf == "strip_prefix":
+            strip = _convert(_ROUTE_SPECS["strip_prefix"], raw, key, report)
+            if strip is not _INVALID:
+                fields["strip_prefix"] = strip
         elif leaf in ("restart", "env_file") or leaf in apps.ROUTE_PARSERS:
             value = _parse_app_key(leaf, raw, key, report, base)
             if value is not apps.INVALID:
@@ -521,16 +565,49 @@ def _check_names(
     routes: Mapping[str, Route], redirects: Mapping[str, str], seen: dict[str, str],
     report: Report,
 ) -> None:
-    """A name (a route's domain or host, an external route, a redirect) belongs to one route."""
+    """A name (a route's domain or host, an external route, a redirect) belongs to one route.
+
+    The domain of path routes ("example.com" of "example.com/api") is theirs, shared with
+    the domain's plain route if it has one, and no other route's name or redirect."""
+    claimed: dict[str, str] = {}  # domain -> key path of its (first) route
+    for key, key_path in sorted(seen.items(), key=lambda item: "/" in item[0]):
+        claimed.setdefault(split_route_key(key)[0], key_path)
     names = [
         (name, f"routes.{key_part(domain)}.hosts[{index}]")
         for domain, route in routes.items()
         for index, name in enumerate(route.hosts)
     ]
     names += [(name, f"redirects.{key_part(name)}") for name in redirects]
-    apps.check_names(names, report, seen)
-    served = set(seen) | {name for route in routes.values() for name in route.hosts}
+    apps.check_names(names, report, claimed)
+    served = set(claimed) | {name for route in routes.values() for name in route.hosts}
     apps.check_redirect_loops(redirects, served, report)
+
+
+def _check_tls_modes(
+    routes: Mapping[str, Route], external: Mapping[str, ExternalRoute], report: Report
+) -> None:
+    """HTTPS is per domain: every route of a domain (plain and path routes) has one tls.
+
+    An external route has no tls key: it is "auto"."""
+    first: dict[str, tuple[TlsMode, str]] = {}  # domain -> (mode, key path that set it)
+    entries = [(key, route.tls, True) for key, route in routes.items()]
+    entries += [(key, TlsMode.AUTO, False) for key in external]
+    # Plain routes first: a path route is measured against its domain's plain route.
+    for key, mode, managed in sorted(entries, key=lambda entry: "/" in entry[0]):
+        domain = split_route_key(key)[0]
+        section = "routes" if managed else "external_routes"
+        key_path = f"{section}.{key_part(key)}"
+        if domain not in first:
+            first[domain] = (mode, key_path)
+            continue
+        mode0, path0 = first[domain]
+        if mode is not mode0:
+            what = f'"{mode}"' if managed else 'an external route, "auto",'
+            report(
+                f"{key_path}.tls" if managed else key_path,
+                f'{what} differs from {path0} ("{mode0}"): HTTPS is per domain; give '
+                f"every route of {domain} the same tls",
+            )
 
 
 def _parse_external_routes(
@@ -541,25 +618,27 @@ def _parse_external_routes(
         key = f"external_routes.{key_part(raw_domain)}"
         if unquoted_domain(raw_domain, value, key, report):
             continue
-        domain = _domain(raw_domain, key, seen, report)
+        domain = _route_key(raw_domain, key, seen, report)
         address = _convert(EXTERNAL_ROUTE_KEYS[0], value, key, report)
         if domain is not None and address is not _INVALID:
             routes[domain] = ExternalRoute(domain=domain, address=address)
     return routes
 
 
-def _domain(raw: str, key: str, seen: dict[str, str], report: Report) -> str | None:
-    """The normalised domain of a route key; reports invalid and duplicate domains."""
+def _route_key(raw: str, key: str, seen: dict[str, str], report: Report) -> str | None:
+    """The normalised route key (a domain, or a domain and a path); reports invalid and
+    duplicate ones."""
     try:
-        domain = normalize_domain(raw)
+        route = normalize_route_key(raw)
     except ValueError as exc:
         report(key, str(exc))
         return None
-    if domain in seen:
-        report(key, f'duplicate domain "{domain}": already defined at {seen[domain]}')
+    if route in seen:
+        what = "route" if split_route_key(route)[1] else "domain"
+        report(key, f'duplicate {what} "{route}": already defined at {seen[route]}')
         return None
-    seen[domain] = key
-    return domain
+    seen[route] = key
+    return route
 
 
 ERROR_PAGES: Final = ("502", "503", "504", "maintenance")

@@ -58,6 +58,12 @@ _ROUTES = """\
 # cpus = 0                              # e.g. 1.5; 0 = no limit
 # restart = "unless-stopped"            # no | on-failure | unless-stopped | always
 # tls = "auto"                          # auto (a certificate or ACME) | off (plain HTTP only)
+#
+# A path route: example.com/api and everything under example.com/api/ (the longest
+# prefix wins; "example.com" serves the rest). It takes example.com's names.
+# [routes."example.com/api"]
+# image = "shop-api:3"
+# strip_prefix = false                  # true: the app sees /users for /api/users
 """
 
 _EXTERNAL_ROUTES = """\
@@ -145,6 +151,8 @@ def _route_to_toml(route: Route) -> str | dict[str, Any]:
         table["health_host"] = route.health_host
     if route.tls != defaults.tls:
         table["tls"] = str(route.tls)
+    if route.strip_prefix:
+        table["strip_prefix"] = True
     table.update(_app_keys(route, defaults))
     return table
 

@@ -209,7 +209,9 @@ ACME_KEYS: tuple[KeySpec, ...] = (
 ROUTE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("routes.<domain>", Kind.ROUTE, None,
             'A domain served by a container hotswap deploys: an image reference (short '
-            'form, e.g. "myapp:latest") or a table with the keys below (long form).', _R),
+            'form, e.g. "myapp:latest") or a table with the keys below (long form). A key '
+            'with a path ("example.com/api") is a path route: the requests for the domain '
+            'whose path is /api or under /api/ (the longest prefix wins).', _R),
     KeySpec("routes.<domain>.image", Kind.IMAGE, None,
             "Image to run (required in the long form).", _D),
     KeySpec("routes.<domain>.port", Kind.PORT, None,
@@ -218,9 +220,15 @@ ROUTE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("routes.<domain>.env", Kind.ENV, {},
             "Environment variables of the container; values must be strings.", _D),
     KeySpec("routes.<domain>.health_path", Kind.URL_PATH, "/up",
-            'Path requested by readiness_mode "http".', _D),
+            'Path requested by readiness_mode "http"; on a path route it is under the '
+            "route's prefix, as a client would ask for it (\"/up\" of example.com/api: "
+            "/api/up, or /up with strip_prefix).", _D),
     KeySpec("routes.<domain>.health_host", Kind.STRING, "",
             'Host header of the health request ("" = the domain).', _D),
+    KeySpec("routes.<domain>.strip_prefix", Kind.BOOLEAN, False,
+            "Path routes only: send the request upstream without the route's prefix (the "
+            "app sees /users for /api/users and / for /api, the query kept) and tell it the "
+            "prefix in X-Forwarded-Prefix.", _R),
     KeySpec("routes.<domain>.hosts", Kind.NAMES, [],
             'More names served by this container: exact names ("www.example.com") or '
             'wildcards ("*.example.com": one more label); an exact name wins over a wildcard, '

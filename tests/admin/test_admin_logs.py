@@ -200,3 +200,22 @@ async def test_the_admin_api_streams_the_logs_with_the_token_and_refuses_unknown
     assert events[0]["event"] == "container"
     assert [e["line"] for e in events[1:]] == ["hello from the app"]
     assert logs.opened == [("c" * 64, 10, None)]
+
+
+async def test_the_logs_of_a_path_route_are_asked_for_by_its_encoded_route_key() -> None:
+    logs = FakeLogs()
+    logs.add("a" * 64, 1, "hello from the api")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            h = await start(nursery)
+            h.app.runtime = logs  # type: ignore[attr-defined]
+            api = Backend(Address("127.0.0.1", 40002), name="hotswap-api-1", container_id="a" * 64)
+            h.app.routes.switch("app.example.com/api", api)
+            events = await trio.to_thread.run_sync(
+                lambda: list(h.client().logs("app.example.com/api"))
+            )
+            with pytest.raises(AdminClientError, match=r"unknown route app\.example\.com/nope"):
+                await trio.to_thread.run_sync(lambda: list(h.client().logs("app.example.com/nope")))
+            nursery.cancel_scope.cancel()
+    assert [e.get("line") for e in events] == [None, "hello from the api"]
+    assert events[0]["container"] == "hotswap-api-1"

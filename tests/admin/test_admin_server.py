@@ -217,3 +217,26 @@ async def test_errors_are_json_with_a_message() -> None:
     assert not_found == (404, b'{"error":"no such endpoint: /v1/nothing"}\n')
     assert wrong_method[0] == 405 and b"use POST" in wrong_method[1]
     assert bad_body[0] == 400 and b"not valid JSON" in bad_body[1]
+
+
+async def test_a_path_route_key_travels_url_encoded_and_reaches_the_deployer_normalised() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            h = await start(nursery)
+            h.app.deployer.domains.add("app.example.com/api")
+            h.app.deployer.release.set()
+            # The CLI's client encodes the "/" of the route key: one path segment.
+            events = await trio.to_thread.run_sync(
+                lambda: list(h.client().deploy("App.Example.com/api", "app:3"))
+            )
+            encoded = await raw_exchange(h.port, req("POST", "/v1/rollback/app.example.com%2Fapi"))
+            unencoded = await raw_exchange(h.port, req("POST", "/v1/deploy/app.example.com/api"))
+            with pytest.raises(AdminClientError, match=r'no trailing "/": write'):
+                await trio.to_thread.run_sync(
+                    lambda: list(h.client().deploy("app.example.com/api/"))
+                )
+            nursery.cancel_scope.cancel()
+    assert events[-1]["event"] == "done"
+    assert encoded[0] == 200 and b'"event":"done"' in encoded[1]
+    assert unencoded[0] == 404
+    assert [call[0] for call in h.app.deployer.calls] == ["app.example.com/api"] * 2

@@ -69,3 +69,22 @@ def test_each_route_carries_its_tls_status() -> None:
     without = build_status(config, RouteTable(), {}, open_connections=0)
     assert without["routes"][0]["tls"] is None
     assert without["tls"] is None
+
+
+def test_a_path_route_is_listed_under_its_route_key_with_its_domains_tls() -> None:
+    routes = RouteTable()
+    api = Backend(Address("127.0.0.1", 40003), name="hotswap-a-com-api-1", container_id="d")
+    routes.switch("a.com/api", api)
+    config = Config(
+        routes={
+            "a.com": Route("a.com", "app:1", hosts=("www.a.com",)),
+            "a.com/api": Route("a.com/api", "api:1", strip_prefix=True),
+        }
+    )
+    tls = {"domains": {"a.com": {"https": True, "off": False, "certificate": None}}}
+    doc = build_status(config, routes, {}, open_connections=0, tls=tls)
+    entry = {r["domain"]: r for r in doc["routes"]}["a.com/api"]
+    assert (entry["kind"], entry["image"], entry["hosts"]) == ("container", "api:1", [])
+    assert entry["backend"]["name"] == "hotswap-a-com-api-1"
+    assert entry["tls"] == tls["domains"]["a.com"]
+    assert in_flight_samples(routes) == [("a.com/api", 0, 0)]

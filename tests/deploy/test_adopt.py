@@ -95,3 +95,22 @@ def test_a_route_whose_only_container_is_restarting_is_deployed() -> None:
     assert plan.adopt == {}
     assert plan.deploy == ["a.com"]
     assert [c.id for c in plan.remove] == ["c"]
+
+
+def test_each_route_key_adopts_the_container_its_label_names_whatever_the_name() -> None:
+    # "example.com/api" and the domain "example-com.api" both give containers named
+    # hotswap-example-com-api-<id>: adoption reads the hotswap.domain label only.
+    site = container("site", "example.com", 1)
+    api = dataclasses.replace(
+        container("api", "example.com/api", 2), name="hotswap-example-com-api-1"
+    )
+    other = dataclasses.replace(
+        container("other", "example-com.api", 3), name="hotswap-example-com-api-2"
+    )
+    plan = plan_adoption(["example.com", "example.com/api", "example-com.api"], [other, api, site])
+    assert {key: info.id for key, info in plan.adopt.items()} == {
+        "example.com": "site",
+        "example.com/api": "api",
+        "example-com.api": "other",
+    }
+    assert plan.remove == [] and plan.deploy == []

@@ -146,3 +146,11 @@ async def test_a_deploy_that_cannot_start_is_logged_and_the_watch_goes_on(
             nursery.cancel_scope.cancel()
     assert deployer.started == [("c.com", "image-watch")]
     assert "cannot deploy domain=gone.com" in caplog.text
+
+
+def test_a_moved_tag_deploys_a_path_route_by_its_route_key() -> None:
+    watch = ImageWatch(debounce=1.0)
+    watch.seed("api:3", "sha256:old")
+    watch.observe("api:3", "sha256:new", now=0.0)
+    routes = {"a.com": "app:latest", "a.com/api": "api:3"}
+    assert watch.due(1.0, routes) == [("a.com/api", "api:3", "sha256:new")]

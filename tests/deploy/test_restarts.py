@@ -71,11 +71,11 @@ START = ContainerEvent(EventKind.START, CID, 2.0)
 async def test_an_exit_marks_the_route_down_and_the_restart_brings_it_back() -> None:
     routes, backend, _runtime, restarted, watch = routed()
     await watch.handle(die(137))
-    found = routes.acquire("app.test")
+    found = routes.acquire("app.test", b"/")
     assert isinstance(found, Unavailable)
     assert "exited with code 137; Docker is restarting it" in backend.down_reason
     await watch.handle(START)
-    assert routes.acquire("app.test") is backend and backend.state is BackendState.UP
+    assert routes.acquire("app.test", b"/") is backend and backend.state is BackendState.UP
     assert restarted == ["app.test"]
 
 

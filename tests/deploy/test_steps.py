@@ -9,7 +9,7 @@ import pytest
 
 from hotswap.config import Address, Config, PullPolicy, Route
 from hotswap.deploy.progress import DeployHandle, Outcome
-from hotswap.deploy.steps import DeployRun
+from hotswap.deploy.steps import DeployRun, health_target
 from hotswap.errors import ContainerRuntimeError, DeployError
 from hotswap.proxy.routes import Backend, BackendState, RouteTable
 from hotswap.runtime.base import (
@@ -116,3 +116,20 @@ async def test_routing_back_to_a_container_that_is_down_keeps_it_down() -> None:
     assert back is not None and back.container_id == CURRENT.id
     assert back.state is BackendState.DOWN
     assert back.down_reason == "the app's container exited with code 1"
+
+
+@pytest.mark.parametrize(
+    ("key", "strip", "health_path", "probed"),
+    [
+        ("example.com", False, "/up", "/up"),
+        ("example.com/api", False, "/up", "/api/up"),
+        ("example.com/api", False, "/", "/api/"),
+        ("example.com/api", True, "/up", "/up"),
+        ("example.com/api/v2", False, "/health?full=1", "/api/v2/health?full=1"),
+    ],
+)
+def test_the_health_path_of_a_path_route_is_under_its_prefix_as_a_client_asks(
+    key: str, strip: bool, health_path: str, probed: str
+) -> None:
+    route = Route(key, "img:1", health_path=health_path, strip_prefix=strip)
+    assert health_target(route) == probed

@@ -62,6 +62,8 @@ class Hotswap:
     deploy: dict[str, str] = field(default_factory=dict)
     server: dict[str, str] = field(default_factory=dict)  # extra [server] keys (TOML values)
     external: dict[str, str] = field(default_factory=dict)  # [external_routes]
+    # Long-form routes: route key -> its keys as TOML values, e.g. {"strip_prefix": "true"}.
+    tables: dict[str, dict[str, str]] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     domains: set[str] = field(default_factory=set)
     tags: set[str] = field(default_factory=set)
@@ -104,8 +106,11 @@ class Hotswap:
                 "[external_routes]",
                 *(f'"{domain}" = "{address}"' for domain, address in self.external.items()),
             ]
+            for key, table in self.tables.items():
+                lines += [f'[routes."{key}"]', *(f"{k} = {v}" for k, v in table.items())]
             text = "\n".join(lines) + "\n"
             self.domains.update(self.routes)
+            self.domains.update(self.tables)
         self.config_path.write_text(text)
 
     def start(self) -> None:
@@ -169,8 +174,8 @@ class Hotswap:
                 pass
             await trio.sleep(TICK)
 
-    async def get(self, domain: str) -> bytes:
-        response = await http_request(self.proxy_port, "/", host=domain)
+    async def get(self, domain: str, path: str = "/") -> bytes:
+        response = await http_request(self.proxy_port, path, host=domain)
         assert response.status == 200, response
         return response.body
 

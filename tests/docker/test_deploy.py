@@ -251,7 +251,7 @@ async def test_an_image_without_a_port_fails_in_bridge_mode_and_runs_in_host_mod
         h.set_config(dataclasses.replace(h.config, docker=DockerConfig(NetworkMode.BRIDGE)))
         deployed = await h.deploy(domain, "noport")
         assert deployed.result.outcome is Outcome.FAILED
-        assert f"no port: set routes.{domain}.port or label the image hotswap.port" in (
+        assert f'no port: set routes."{domain}".port or label the image hotswap.port' in (
             deployed.result.error
         )
         assert "creating" not in deployed.phases

@@ -17,7 +17,7 @@ from hotswap.http.headers import (
     response_headers_for_client,
 )
 
-FORWARDED = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+FORWARDED = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"}
 COMMON = [b"host", b"accept", b"cookie", b"set-cookie", b"content-type", b"x-custom", b"expect"]
 
 names = st.one_of(
@@ -145,6 +145,31 @@ def test_x_request_id_is_set_kept_from_a_trusted_proxy_and_untouched_when_off() 
     assert ids(True, b"ours") == [b"from-client"]
     assert ids(False, None) == [b"from-client"]
     assert ids(True, None) == [b"from-client"]
+
+
+def test_x_forwarded_prefix_is_the_stripped_prefix_after_a_trusted_proxys_own() -> None:
+    def prefixes(sent: bytes | None, trusted: bool, prefix: bytes) -> list[bytes]:
+        headers = [(b"host", b"a")]
+        if sent is not None:
+            headers.append((b"x-forwarded-prefix", sent))
+        out = request_headers_for_upstream(
+            headers,
+            client_ip="10.0.0.1",
+            scheme="http",
+            host="a",
+            upgrade=None,
+            trusted=trusted,
+            prefix=prefix,
+        )
+        return _named(out, b"x-forwarded-prefix")
+
+    assert prefixes(None, False, b"/api") == [b"/api"]
+    assert prefixes(b"/evil", False, b"/api") == [b"/api"]  # a client's own is no fact
+    assert prefixes(b"/evil", False, b"") == []
+    assert prefixes(b"/app/", True, b"/api") == [b"/app/api"]
+    assert prefixes(b"/app", True, b"") == [b"/app"]
+    assert prefixes(b"/", True, b"") == [b"/"]
+    assert prefixes(None, True, b"") == []
 
 
 @given(header_lists(), st.booleans())

@@ -52,6 +52,39 @@ async def test_request_in_flight_across_a_switch_is_counted_on_the_old_backend()
         assert (old.stats.requests, new.stats.requests) == (1, 0)
 
 
+async def test_a_path_route_request_in_flight_across_a_switch_stays_on_the_old_backend() -> None:
+    # acquire() resolves host + path and counts in one step: a deploy of the path route
+    # switching right after leaves the request counted (and drained) where it started.
+    release = trio.Event()
+
+    async def held(ex: Exchange) -> None:
+        await release.wait()
+        await ex.respond(200, b"old api")
+
+    async with harness() as h:
+        site = h.route("example.com", await h.upstream(), name="site")
+        old = h.route("example.com/api", await h.upstream(held), name="old")
+        new = h.route("example.com/api", await h.upstream(), name="new")
+        h.routes.switch("example.com/api", old)
+        proxy = await h.proxy()
+        async with trio.open_nursery() as nursery:
+            results: list[bytes] = []
+
+            async def request() -> None:
+                response = await fetch(proxy.port, "GET", "/api/slow", "example.com")
+                results.append(response.body)
+
+            nursery.start_soon(request)
+            await wait_for_requests(old, 1)
+            h.routes.switch("example.com/api", new)
+            assert (old.inflight.requests, new.inflight.requests) == (1, 0)
+            assert (await fetch(proxy.port, "GET", "/api/x", "example.com")).status == 200
+            release.set()
+        assert results == [b"old api"]
+        await old.inflight.wait_idle()
+        assert (old.stats.requests, new.stats.requests, site.stats.requests) == (1, 1, 0)
+
+
 async def test_wait_idle_returns_once_the_last_response_byte_is_written() -> None:
     release = trio.Event()
     body = b"z" * 300_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -154,3 +155,10 @@ def test_env_gets_port_in_host_mode_only() -> None:
     assert container_env(spec(NetworkMode.HOST, env=env), 25000) == {
         "RAILS_ENV": "production", "PORT": "25000"}
     assert container_env(spec(NetworkMode.BRIDGE, env=env), None) == env
+
+
+def test_a_path_routes_container_name_carries_its_route_key_in_dashes() -> None:
+    assert container_name("example.com/api", "1a2b3c4d5e6f") == "hotswap-example-com-api-1a2b3c4d"
+    assert container_name("example.com/v1.2/~x", "ab") == "hotswap-example-com-v1-2--x-ab"
+    name = container_name("example.com/a:b@c!$&'()*+,;=", "ab")
+    assert re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name), name

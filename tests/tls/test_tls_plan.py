@@ -77,3 +77,36 @@ def test_the_ca_bundle_is_relative_to_the_config_file(tmp_path: Path) -> None:
     plan = plan_tls(config)
     assert plan.acme is not None
     assert plan.acme.ca_bundle == str(tmp_path / "ca.pem")
+
+
+def test_a_domain_and_its_path_routes_share_one_acme_order(tmp_path: Path) -> None:
+    # Certificates are per host name: a path route's domain is its plain route's, and the
+    # order keeps the plain route's extra names whatever the order of the keys.
+    config = parse(
+        ACME.format(certificates="")
+        + """
+        [routes]
+        "example.com/api" = "api:1"
+        "example.com/admin" = "admin:1"
+        [routes."example.com"]
+        image = "site:1"
+        hosts = ["www.example.com"]
+        [external_routes]
+        "other.org/legacy" = "127.0.0.1:9000"
+        """,
+        tmp_path,
+    )
+    plan = plan_tls(config)
+    assert plan.orders == {
+        "example.com": CertificateOrder("example.com", ("example.com", "www.example.com")),
+        "other.org": CertificateOrder("other.org", ("other.org",)),
+    }
+    assert plan.domains == ("example.com", "www.example.com", "other.org")
+
+
+def test_a_path_routes_tls_off_switches_its_domain_off(tmp_path: Path) -> None:
+    route = '[routes."example.com/api"]\nimage = "api:1"\ntls = "off"\n'
+    config = parse(ACME.format(certificates="") + route, tmp_path)
+    plan = plan_tls(config)
+    assert plan.disabled == {"example.com"}
+    assert plan.orders == {}

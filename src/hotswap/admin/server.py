@@ -2,6 +2,8 @@
 
     GET  /v1/status              JSON status document (admin/status.py)
     POST /v1/deploy/{domain}     body {"image": optional, "force": optional}; NDJSON progress
+                                 ({domain} is a route key; a path route's URL-encoded:
+                                 /v1/deploy/example.com%2Fapi)
     POST /v1/rollback/{domain}   NDJSON progress
     POST /v1/reload              {"changes": [...]} or 400 {"error": ..., "problems": [...]}
     GET  /v1/logs/{route}        ?follow=1&tail=N&since=D: the app's log lines as NDJSON
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 import h11
 import trio
 
-from hotswap.addresses import is_loopback, normalize_domain
+from hotswap.addresses import is_loopback
 from hotswap.admin.logs import Emit, LogSource, parse_log_query, route_logs
 from hotswap.admin.router import (
     MAX_BODY,
@@ -51,6 +53,7 @@ from hotswap.proxy.controls import (
     RouteControls,
 )
 from hotswap.proxy.routes import RouteTable
+from hotswap.routekey import normalize_route_key
 from hotswap.units import parse_duration
 
 log = logging.getLogger(__name__)
@@ -409,8 +412,10 @@ def _header(request: h11.Request, name: bytes) -> str | None:
 
 
 def _domain(params: Mapping[str, str]) -> str:
+    """The route key in the API path: a domain, or a domain and a path URL-encoded as one
+    segment ("/v1/deploy/example.com%2Fapi"; the router decodes it)."""
     try:
-        return normalize_domain(params["domain"])
+        return normalize_route_key(params["domain"])
     except ValueError as exc:
         raise HttpError(400, str(exc)) from None
 

@@ -21,7 +21,6 @@ from typing import Any, Final
 
 import trio
 
-from hotswap.addresses import normalize_domain
 from hotswap.config import Config, Route
 from hotswap.deploy.adopt import AdoptionPlan, plan_adoption
 from hotswap.deploy.gate import DeployGate
@@ -30,6 +29,7 @@ from hotswap.deploy.queue import DomainQueue, Ticket
 from hotswap.deploy.steps import DeployRun
 from hotswap.errors import DeployError, HotswapError, UnknownDomainError
 from hotswap.proxy.routes import Backend, RouteTable
+from hotswap.routekey import is_path_route, normalize_route_key
 from hotswap.runtime.base import LABEL_PREVIOUS_IMAGE, ContainerInfo, ContainerRuntime
 
 log = logging.getLogger(__name__)
@@ -409,7 +409,7 @@ class Deployer:
 
     def _route(self, domain: str) -> Route:
         try:
-            key = normalize_domain(domain)
+            key = normalize_route_key(domain)
         except ValueError:
             key = domain
         route = self._config.routes.get(key)
@@ -420,7 +420,8 @@ class Deployer:
                     f"{key} is an external route (to {external.address}): hotswap proxies "
                     "it but does not deploy it; only [routes] entries have containers"
                 )
-            raise UnknownDomainError(f"unknown domain {domain}: no route in the config")
+            what = "route" if is_path_route(key) else "domain"
+            raise UnknownDomainError(f"unknown {what} {domain}: no route in the config")
         return route
 
     def _require_nursery(self) -> trio.Nursery:

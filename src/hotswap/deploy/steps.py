@@ -26,6 +26,7 @@ from typing import Any, Final
 import trio
 
 from hotswap.config import Config, NetworkMode, ReadinessMode, Route
+from hotswap.config_values import key_part
 from hotswap.deploy.drain import DrainResult, drain
 from hotswap.deploy.options import check_options, container_spec, load_env
 from hotswap.deploy.progress import DeployHandle, DeployResult, Outcome, Phase
@@ -175,7 +176,8 @@ class DeployRun:
         mode = self.config.docker.network_mode
         if port is None and mode is NetworkMode.BRIDGE:
             raise ImageError(
-                f"no port: set routes.{self.domain}.port or label the image hotswap.port "
+                f"no port: set routes.{key_part(self.domain)}.port or label the image "
+                "hotswap.port "
                 f"(image {image.ref})"
             )
         labels = {}
@@ -225,8 +227,8 @@ class DeployRun:
         if state.strategy is Strategy.HTTP:
             probe = Probe(
                 info.address or _no_address(info),
-                self.route.health_path,
-                self.route.health_host or self.domain,
+                health_target(self.route),
+                self.route.health_host or self.route.host,
             )
         mode = settings.readiness_mode
         self.report(
@@ -415,6 +417,15 @@ async def _watch_stabilization(
                 exc,
             )
     return None
+
+
+def health_target(route: Route) -> str:
+    """The path the http readiness probe asks the container for: health_path, which is
+    under a path route's prefix as a client would ask for it through the proxy (it
+    reaches the app as /api/up, or /up with strip_prefix)."""
+    if not route.path or route.strip_prefix:
+        return route.health_path
+    return route.path + route.health_path
 
 
 def _no_address(info: ContainerInfo) -> Any:

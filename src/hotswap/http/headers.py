@@ -40,7 +40,13 @@ _RESPONSE_DROP = HOP_BY_HOP | FRAMING
 # The X-Forwarded-* headers and X-Request-Id are rebuilt by the proxy (from a
 # trusted peer its values are collected and kept).
 _FORWARDED = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"}
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+        b"x-request-id",
+    }
 )
 _REQUEST_DROP = _RESPONSE_DROP | _FORWARDED
 # A Connection header may not make us drop these: Host is end-to-end and
@@ -115,6 +121,7 @@ def request_headers_for_upstream(
     upgrade: bytes | None,
     trusted: bool = False,
     request_id: bytes | None = None,
+    prefix: bytes = b"",
 ) -> Headers:
     """The request headers to send upstream.
 
@@ -124,7 +131,10 @@ def request_headers_for_upstream(
     its X-Forwarded-Proto and -Host are kept and `client_ip` is appended to its
     X-Forwarded-For (values joined with ", "); from anyone else they are set:
     X-Forwarded-For to `client_ip`, -Proto to `scheme`, -Host to `host` (omitted
-    when empty). With a `request_id`, X-Request-Id is set to it unless a trusted
+    when empty). X-Forwarded-Prefix, the path prefix a proxy removed (Traefik's
+    and Spring's name for it): a trusted peer's is kept, anyone else's dropped; with
+    a `prefix` (a path route's strip_prefix) it is set to it, after the trusted
+    peer's own. With a `request_id`, X-Request-Id is set to it unless a trusted
     peer sent one (an untrusted peer's is replaced); without, it passes as sent.
     When `upgrade` is not None, re-adds `connection: upgrade` and
     `upgrade: <upgrade>`. Order of the kept headers is preserved.
@@ -162,6 +172,7 @@ def request_headers_for_upstream(
     proto = _SCHEMES.get(scheme) or scheme.encode("ascii")
     sent_host = host.encode("latin-1")
     chain: list[bytes] = []
+    outer_prefix: bytes | None = None  # a trusted proxy's X-Forwarded-Prefix
     if forwarded:
         for name, value in forwarded:
             if name == b"x-forwarded-for":
@@ -171,6 +182,8 @@ def request_headers_for_upstream(
                 proto = value or proto
             elif name == b"x-forwarded-host":
                 sent_host = value or sent_host
+            elif name == b"x-forwarded-prefix":
+                outer_prefix = value.rstrip(b"/") if value else outer_prefix
             elif request_id is not None:  # x-request-id
                 request_id = value
     chain.append(peer)
@@ -178,6 +191,8 @@ def request_headers_for_upstream(
     append((b"x-forwarded-proto", proto))
     if sent_host:
         append((b"x-forwarded-host", sent_host))
+    if prefix or outer_prefix is not None:
+        append((b"x-forwarded-prefix", (outer_prefix or b"") + prefix or b"/"))
     if request_id is not None:
         append((b"x-request-id", request_id))
     if upgrade is not None:

@@ -13,6 +13,7 @@ from typing import Final
 
 from hotswap.http.headers import Headers, request_headers_for_upstream
 from hotswap.http.host import origin_form, target_authority
+from hotswap.http.paths import strip_prefix as without_prefix
 
 _CHUNKED: Final = (b"transfer-encoding", b"chunked")
 
@@ -38,12 +39,14 @@ def upstream_request(
     chunked: bool,
     expect: bool,
     upgrade: bytes | None,
+    strip_prefix: bytes = b"",
 ) -> tuple[bytes, Headers]:
     """(target, headers) of the upstream request.
 
     `route_host` is the normalised host the request was routed by (used when the
     client sent no Host, HTTP/1.0); `upgrade` the protocol to ask the upstream
-    for (None: no upgrade); `length` / `chunked` the body's framing.
+    for (None: no upgrade); `length` / `chunked` the body's framing;
+    `strip_prefix` the path prefix removed from the target (b"": none).
     """
     authority = target_authority(target)
     if authority is None:
@@ -58,6 +61,7 @@ def upstream_request(
         upgrade=upgrade,
         trusted=trusted,
         request_id=request_id,
+        prefix=strip_prefix,
     )
     if authority is not None:
         # Routed by the target's authority: the app must see that host, not
@@ -70,4 +74,6 @@ def upstream_request(
         out.append(_CHUNKED)
     elif length is not None:
         out.append((b"content-length", b"%d" % length))
+    if strip_prefix:
+        return without_prefix(origin_form(target), strip_prefix), out
     return origin_form(target), out

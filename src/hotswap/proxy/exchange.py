@@ -222,6 +222,7 @@ class Exchange:
             chunked=request.chunked,
             expect=request.expect_continue,
             upgrade=upgrade,
+            strip_prefix=self.backend.strip_prefix,  # a path route's strip_prefix
         )
         pool = self.backend.pool
         for attempt in (0, 1):

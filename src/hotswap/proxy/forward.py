@@ -7,7 +7,8 @@ hotswap refuses to forward is answered here (http/checks.py: 505, 405, 400; a ba
 Host 400; a body declared over max_body_size 413), and so are the hosts that lead
 to no backend: a [redirects] name (308, http/redirect.py), a route whose
 container is down (502 at once: a connect would only fail later, or hang on a
-stale address), no route at all (404). On a plain-HTTP connection, an ACME
+stale address), a path that the path routes of its host cannot route safely
+(400, http/paths.py), no route at all (404). On a plain-HTTP connection, an ACME
 HTTP-01 challenge of a pending order is answered, and a request for a domain
 that has a certificate is sent to HTTPS (308), unless a trusted proxy in front
 says the client's scheme was https already. A request body is never read for
@@ -30,7 +31,7 @@ from hotswap.proxy.codec import RequestHead, ServerCodec
 from hotswap.proxy.controls import Control, RouteControls
 from hotswap.proxy.exchange import Exchange
 from hotswap.proxy.outcome import Outcome
-from hotswap.proxy.routes import Backend, Redirect, RouteTable, Unavailable
+from hotswap.proxy.routes import Backend, Redirect, Refused, RouteTable, Unavailable
 
 _OCTETS: Final = (b"content-type", b"application/octet-stream")
 
@@ -122,10 +123,16 @@ async def _controlled(
 
 
 async def _unrouted(
-    client: Client, outcome: Outcome, found: Redirect | Unavailable | None, *, close: bool
+    client: Client,
+    outcome: Outcome,
+    found: Redirect | Unavailable | Refused | None,
+    *,
+    close: bool,
 ) -> None:
     """Answer a request whose host resolved to no backend (see the module docstring)."""
-    if isinstance(found, Unavailable):
+    if isinstance(found, Refused):  # path routes: an ambiguous path (http/paths.py)
+        await _answer(client, outcome, 400, found.detail, close=close)
+    elif isinstance(found, Unavailable):
         backend = found.backend
         outcome.route = backend.route
         outcome.backend = backend.name
@@ -177,11 +184,15 @@ async def forward(
         await _answer(client, outcome, 413, f"the body exceeds {limit} bytes")
         return
     if controls is not None and controls.active:
-        resolved = routes.resolve(host)
+        # The route key of a path route too: its pause or maintenance is its paths' only.
+        resolved = routes.resolve(host, request.target)
         control = controls.get(resolved[0]) if isinstance(resolved, tuple) else None
         if control is not None and not await _controlled(client, outcome, control, controls):
             return
-    backend = routes.acquire(host)  # resolves and counts in flight: no checkpoint
+    # Resolves (host, then the target's path for path routes) and counts in flight, with
+    # no checkpoint between. A path route's strip_prefix is applied upstream by the
+    # exchange (backend.strip_prefix); backend.route is the route key.
+    backend = routes.acquire(host, request.target)
     if not isinstance(backend, Backend):
         await _unrouted(client, outcome, backend, close=request.has_body)
         return

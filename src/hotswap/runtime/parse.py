@@ -31,6 +31,7 @@ LOOPBACK = "127.0.0.1"
 SHORT_ID_LENGTH = 8
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
+_NAME_CHAR_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 _FRACTION = re.compile(r"\.(\d+)")
 
 
@@ -41,8 +42,13 @@ def short_id(deploy_id: str) -> str:
 
 
 def container_name(domain: str, deploy_id: str) -> str:
-    """`hotswap-<domain with dots as dashes>-<short id>` (DESIGN.md, Docker conventions)."""
-    return f"hotswap-{domain.replace('.', '-')}-{short_id(deploy_id)}"
+    """`hotswap-<route key with dots as dashes>-<short id>` (DESIGN.md, Docker conventions);
+    a path route's "/" and other characters Docker refuses in names are dashes too
+    ("example.com/api" -> hotswap-example-com-api-<id>). Two route keys may give the
+    same name but for the deploy's id: the name is for people, the hotswap.domain label
+    holds the route key, and adoption reads only the label."""
+    safe = _NAME_CHAR_UNSAFE.sub("-", domain.replace(".", "-"))
+    return f"hotswap-{safe}-{short_id(deploy_id)}"
 
 
 def container_labels(spec: ContainerSpec, host_port: int | None) -> dict[str, str]:

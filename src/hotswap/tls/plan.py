@@ -8,8 +8,9 @@ the manager acts on the difference.
   names are switched off (no certificate is chosen for them, no redirect).
 - A name covered by a certificate file from [tls] needs nothing more.
 - Any other name of an "auto" route gets a certificate from ACME, when ACME is
-  on: tls.acme.email set and an HTTPS listener configured. One order per route,
-  named after the route's domain; wildcards are skipped (HTTP-01 cannot prove
+  on: tls.acme.email set and an HTTPS listener configured. One order per domain,
+  named after it, not per route key: "example.com" and its path routes
+  ("example.com/api") share one; wildcards are skipped (HTTP-01 cannot prove
   them).
 """
 
@@ -69,7 +70,9 @@ def plan_tls(config: Config) -> TlsPlan:
     routes += [(domain, route, TlsMode.AUTO) for domain, route in config.external_routes.items()]
     # A [redirects] name answers over HTTPS too (https://old.example.com must redirect).
     routes += [(name, None, TlsMode.AUTO) for name in config.redirects]
-    for domain, route, mode in routes:
+    # Plain routes first: a domain's order carries its route's extra names; its path
+    # routes (same domain, no names of their own) add nothing to it.
+    for domain, route, mode in sorted(routes, key=lambda entry: "/" in entry[0]):
         names = route_names(domain, route)
         domains.extend(name for name in names if name not in domains)
         if mode is TlsMode.OFF:
