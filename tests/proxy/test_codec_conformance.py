@@ -27,6 +27,8 @@ from hotswap.http.serialize import InvalidField, check_field
 from hotswap.proxy.codec import (
     CLOSED,
     END,
+    MAX_REQUEST_HEAD_SIZE,
+    MAX_RESPONSE_HEAD_SIZE,
     NEED_DATA,
     PAUSED,
     Body,
@@ -105,6 +107,13 @@ def request_of_size(size: int) -> bytes:
     return base.replace(b"X-Pad: ", b"X-Pad: " + b"p" * (size - len(base)))
 
 
+def test_request_head_over_the_limit_is_431(server: ServerMaker) -> None:
+    codec = server(100)
+    with pytest.raises(ProtocolError) as info:
+        events(codec, request_of_size(101))
+    assert info.value.status_hint == 431
+
+
 def test_request_head_over_the_limit_in_pieces_is_431_before_it_ends(server: ServerMaker) -> None:
     codec = server(100)
     data = request_of_size(400)[:-4]  # the head never ends
@@ -112,6 +121,30 @@ def test_request_head_over_the_limit_in_pieces_is_431_before_it_ends(server: Ser
         for start in range(0, len(data), 10):
             events(codec, data[start : start + 10])
     assert info.value.status_hint == 431
+
+
+def test_request_head_of_exactly_the_limit_is_accepted(server: ServerMaker) -> None:
+    head = head_of(events(server(100), request_of_size(100)))
+    assert isinstance(head, RequestHead)
+    assert head.head_size == 100
+
+
+def test_request_head_limit_counts_the_bytes_received_not_the_parsed_fields(
+    server: ServerMaker,
+) -> None:
+    # 100 bytes received, fewer once whitespace around the values is stripped.
+    data = b"GET / HTTP/1.1\r\nHost:    a.example    \r\nX-Pad:  " + b"p" * 47 + b"  \r\n\r\n"
+    assert len(data) == 101
+    with pytest.raises(ProtocolError):
+        events(server(100), data)
+
+
+def test_default_request_head_limit_is_the_documented_one(server: ServerMaker) -> None:
+    assert isinstance(
+        head_of(events(server(), request_of_size(MAX_REQUEST_HEAD_SIZE))), RequestHead
+    )
+    with pytest.raises(ProtocolError):
+        events(server(), request_of_size(MAX_REQUEST_HEAD_SIZE + 1))
 
 
 def response_of_size(size: int) -> bytes:
@@ -137,6 +170,33 @@ def test_response_head_over_the_limit_in_pieces_is_refused_before_it_ends(
     with pytest.raises(ProtocolError):
         for start in range(0, len(data), 10):
             events(codec, data[start : start + 10])
+
+
+def test_response_head_of_exactly_the_limit_is_accepted(client: ClientMaker) -> None:
+    codec = client(100)
+    codec.request(b"GET", b"/", [HOST])
+    codec.end()
+    assert events(codec, response_of_size(100))[-2:] == [END, NEED_DATA]
+
+
+def test_each_head_after_an_informational_response_has_its_own_limit(client: ClientMaker) -> None:
+    codec = client(100)
+    codec.request(b"GET", b"/", [HOST])
+    codec.end()
+    found = events(codec, b"HTTP/1.1 100 Continue\r\n\r\n" + response_of_size(100))
+    assert [type(event) for event in found[:2]] == [ResponseHead, ResponseHead]
+    codec = client(100)
+    codec.request(b"GET", b"/", [HOST])
+    codec.end()
+    with pytest.raises(ProtocolError):
+        events(codec, b"HTTP/1.1 100 Continue\r\n\r\n" + response_of_size(101))
+
+
+def test_default_response_head_limit_is_the_documented_one(client: ClientMaker) -> None:
+    codec = asked(client)
+    assert events(codec, response_of_size(MAX_RESPONSE_HEAD_SIZE))[-2:] == [END, NEED_DATA]
+    with pytest.raises(ProtocolError):
+        events(asked(client), response_of_size(MAX_RESPONSE_HEAD_SIZE + 1))
 
 
 # -- Host ------------------------------------------------------------------------------
@@ -382,6 +442,13 @@ def test_a_101_response_to_a_request_without_upgrade_is_refused(client: ClientMa
         events(codec, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
 
 
+def test_a_101_response_without_upgrade_is_refused(client: ClientMaker) -> None:
+    # RFC 9110 §15.2.2: a 101 names the protocol switched to in Upgrade.
+    codec = asked(client, headers=UPGRADE)
+    with pytest.raises(ProtocolError):
+        events(codec, b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+
+
 # -- 100-continue ----------------------------------------------------------------------
 
 EXPECT = b"POST / HTTP/1.1\r\nHost: a.example\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
@@ -569,6 +636,9 @@ REQUESTS_NEVER_FORWARDED = {
     "bare-cr-value": b"X-A: a\rb\r\n\r\n",
     "bare-cr-line": b"X-A: a\r\rX-B: b\r\n\r\n",
     "nul-value": b"X-A: a\x00b\r\n\r\n",
+    "soh-value": b"X-A: a\x01b\r\n\r\n",
+    "esc-value": b"X-A: \x1b[31m\r\n\r\n",
+    "del-value": b"X-A: a\x7f\r\n\r\n",
     "vt-value": b"X-A: a\x0bb\r\n\r\n",
     "ctl-name": b"X\x01A: a\r\n\r\n",
     "nul-name": b"X\x00A: a\r\n\r\n",
@@ -643,6 +713,10 @@ def test_request_targets_of_rfc9112_forms_are_forwarded(
     assert trace[0][0] == "request" and trace[0][2] == target
 
 
+def test_a_head_over_the_limit_never_reaches_a_backend(server: ServerMaker) -> None:
+    assert rejected(request_of_size(101), server, max_head_size=100)
+
+
 RESPONSES_NEVER_RELAYED = {
     "cl+te": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
     "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
@@ -650,10 +724,13 @@ RESPONSES_NEVER_RELAYED = {
     "te-gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
     "bare-cr": b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
     "nul-value": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
+    "ctl-value": b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n",
+    "del-value": b"HTTP/1.1 200 OK\r\nX-A: a\x7f\r\nContent-Length: 0\r\n\r\n",
     "bare-cr-reason": b"HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n",
     "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
     "status-2-digits": b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
     "status-4-digits": b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    "version-1.2": b"HTTP/1.2 200 OK\r\nContent-Length: 0\r\n\r\n",
     "version-lower": b"http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     "leading-empty-line": b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
 }

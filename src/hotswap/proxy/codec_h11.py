@@ -2,9 +2,12 @@
 
 h11 parses and validates; this adapter adds what h11 lets through and the proxy
 must refuse: Content-Length together with Transfer-Encoding (h11 lets the
-transfer coding win), obs-fold line continuations (h11 unfolds them), and a head
-over the size limit that arrived in one read (h11 bounds only heads that arrive
-in pieces).
+transfer coding win), obs-fold line continuations (h11 unfolds them), control
+characters other than HTAB in field values and reason phrases (h11 refuses only
+NUL and whitespace controls there), a head over the size limit that arrived in
+one read (h11 bounds only heads that arrive in pieces; the limit counts the
+bytes received, as the fast codec does), a response whose version is not 1.0 or
+1.1, and a 101 without Upgrade (RFC 9110 §15.2.2).
 
 Heads are sent with h11's `_parsed=True`: they are made of fields h11 parsed
 and validated plus values the proxy produces, and re-validating them was a
@@ -39,15 +42,10 @@ _PEER_FINISHED: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
 _CAN_RESPOND: Final = frozenset({h11.IDLE, h11.SEND_RESPONSE})
 _RESPONSE_SENT: Final = frozenset({h11.DONE, h11.MUST_CLOSE})
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-_OBS_FOLD = re.compile(rb"\n[ \t]")
-
-
-def _head_size(first: bytes, second: bytes, headers: Headers) -> int:
-    """Bytes of a start line and its field lines as sent (CRLF line ends)."""
-    size = len(first) + len(second) + 12
-    for name, value in headers:
-        size += len(name) + len(value) + 4
-    return size
+# In a head h11 accepted: an obs-fold line start, or a control character h11's
+# field-value and reason-phrase grammar lets through (bare CR and NUL it refuses).
+_REFUSED = re.compile(rb"\n[ \t]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_VERSIONS: Final = frozenset({b"1.0", b"1.1"})
 
 
 class _H11Codec:
@@ -74,17 +72,24 @@ class _H11Codec:
         except h11.RemoteProtocolError as exc:
             raise ProtocolError(str(exc), exc.error_status_hint) from exc
 
-    def _check_head(self, size: int, *, another_head: bool) -> None:
-        """Refuse obs-fold and an oversized head. `another_head`: a head follows
-        (after a 1xx response), so the bytes after this one are watched too."""
+    def _check_head(self, *, another_head: bool) -> int:
+        """Refuse an oversized head, obs-fold and control characters; the head's size
+        in bytes as received. `another_head`: a head follows (after a 1xx response),
+        so the bytes after this one are watched too."""
         raw = self._head_bytes
+        # Bytes are kept until more than the limit is held: a head that does not
+        # end within them is over the limit.
         match = _HEAD_END.search(raw)
-        if match is not None and _OBS_FOLD.search(raw, 0, match.start()):
-            raise ProtocolError("obs-fold (a header line continued on the next line)")
-        if size > self._max_head:
+        if match is None or match.end() > self._max_head:
             raise ProtocolError(f"the head exceeds {self._max_head} bytes", 431)
+        refused = _REFUSED.search(raw, 0, match.start())
+        if refused is not None:
+            if refused.group()[:1] == b"\n":
+                raise ProtocolError("obs-fold (a header line continued on the next line)")
+            raise ProtocolError("a control character in the head")
         self._in_head = another_head
         self._head_bytes = self._h11.trailing_data[0] if another_head else b""
+        return match.end()
 
     def _framing(self, headers: Headers) -> tuple[int | None, bool]:
         try:
@@ -155,14 +160,11 @@ class H11ServerCodec(_H11Codec):
         # Headers become a plain list once: h11's Headers is a Sequence whose
         # iteration goes through __getitem__, and every consumer walks them.
         headers = list(event.headers)
-        method: bytes = event.method
-        target: bytes = event.target
-        size = _head_size(method, target, headers)
-        self._check_head(size, another_head=False)
+        size = self._check_head(another_head=False)
         length, chunked = self._framing(headers)
         return RequestHead(
-            method,
-            target,
+            event.method,
+            event.target,
             headers,
             event.http_version,
             length=length,
@@ -213,7 +215,11 @@ class H11ClientCodec(_H11Codec):
         status: int = event.status_code  # type: ignore[attr-defined]
         reason: bytes = event.reason  # type: ignore[attr-defined]
         informational = kind is h11.InformationalResponse and status != 101
-        self._check_head(_head_size(b"HTTP/1.1 000", reason, headers), another_head=informational)
+        self._check_head(another_head=informational)
+        if event.http_version not in _VERSIONS:  # type: ignore[attr-defined]
+            raise ProtocolError("the response's HTTP version is not 1.0 or 1.1")
+        if status == 101 and not any(name == b"upgrade" for name, _ in headers):
+            raise ProtocolError("101 Switching Protocols without Upgrade")
         length, chunked = self._framing(headers)
         return ResponseHead(
             status,
