@@ -690,7 +690,7 @@ def test_a_request_line_not_of_rfc9112_forms_never_reaches_a_backend(
     assert rejected(line + b"\r\nHost: a.example\r\n\r\n", server)
 
 
-@pytest.mark.parametrize("prefix", [b"\r\n", b" ", b"\x00"])
+@pytest.mark.parametrize("prefix", [b"\r\n", b"\n", b" ", b"\x00"])
 def test_bytes_before_the_request_line_never_reach_a_backend(
     server: ServerMaker, prefix: bytes
 ) -> None:

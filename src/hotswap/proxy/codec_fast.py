@@ -363,7 +363,7 @@ class FastServerCodec(_FastCodec):
         raise ProtocolError("the connection is in an error state")
 
     def _request(self, head: bytes) -> RequestHead:
-        if head[:2] == b"\r\n":
+        if head[:1] in b"\r\n":  # llhttp skips empty lines; h11 (and we) refuse them
             raise self._error("no request line received")
         try:
             httptools.HttpRequestParser(self).feed_data(head)
