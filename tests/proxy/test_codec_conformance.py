@@ -730,6 +730,8 @@ RESPONSES_NEVER_RELAYED = {
     "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
     "status-2-digits": b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
     "status-4-digits": b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    "status-000": b"HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n",
+    "status-099": b"HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n",
     "version-1.2": b"HTTP/1.2 200 OK\r\nContent-Length: 0\r\n\r\n",
     "version-lower": b"http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     "leading-empty-line": b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",

@@ -572,7 +572,8 @@ class FastClientCodec(_FastCodec):
             raise self._peer_parse_error(exc) from None
         status: int = parser.get_status_code()
         line = head[: head.index(b"\r\n")]
-        if line[:5] != b"HTTP/" or line[8:9] != b" " or not line[9:12].isdigit():
+        # llhttp takes any three digits: a status below 100 is not one (RFC 9110 §15).
+        if line[:5] != b"HTTP/" or line[8:9] != b" " or not line[9:12].isdigit() or status < 100:
             raise self._error("invalid status line")
         version = line[5:8]
         for name, value in self._special:
