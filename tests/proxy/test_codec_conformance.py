@@ -726,6 +726,8 @@ RESPONSES_NEVER_RELAYED = {
     "nul-value": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
     "ctl-value": b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n",
     "del-value": b"HTTP/1.1 200 OK\r\nX-A: a\x7f\r\nContent-Length: 0\r\n\r\n",
+    "nul-reason": b"HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n",
+    "ctl-reason": b"HTTP/1.1 200 O\x1bK\r\nContent-Length: 0\r\n\r\n",
     "bare-cr-reason": b"HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n",
     "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
     "status-2-digits": b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",

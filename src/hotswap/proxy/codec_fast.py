@@ -70,6 +70,8 @@ _CHUNKED: Final = (b"transfer-encoding", b"chunked")
 _CLOSE: Final = (b"connection", b"close")
 _VERSION_ERROR: Final = "Invalid HTTP version"
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# llhttp lets these through in a reason phrase (HTAB, SP and obs-text are allowed).
+_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _tokens(value: bytes) -> list[bytes]:
@@ -575,6 +577,8 @@ class FastClientCodec(_FastCodec):
         # llhttp takes any three digits: a status below 100 is not one (RFC 9110 §15).
         if line[:5] != b"HTTP/" or line[8:9] != b" " or not line[9:12].isdigit() or status < 100:
             raise self._error("invalid status line")
+        if _CONTROL.search(self._reason) is not None:
+            raise self._error("a control character in the reason phrase")
         version = line[5:8]
         for name, value in self._special:
             if name == b"connection" and b"close" in _tokens(value):
