@@ -734,7 +734,9 @@ RESPONSES_NEVER_RELAYED = {
     "status-4-digits": b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
     "status-000": b"HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n",
     "status-099": b"HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n",
+    "version-0.9": b"HTTP/0.9 200 OK\r\nContent-Length: 0\r\n\r\n",
     "version-1.2": b"HTTP/1.2 200 OK\r\nContent-Length: 0\r\n\r\n",
+    "version-2.0": b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
     "version-lower": b"http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     "leading-empty-line": b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
 }

@@ -584,6 +584,8 @@ class FastClientCodec(_FastCodec):
             if name == b"connection" and b"close" in _tokens(value):
                 self._keep_alive = False
         if version != b"1.1":
+            if version != b"1.0":  # llhttp takes 0.9 and 2.0 too
+                raise self._error("the response's HTTP version is not 1.0 or 1.1")
             self._keep_alive = False
         length, chunked = self._framing()
         response = ResponseHead(
