@@ -467,6 +467,14 @@ def test_a_client_expecting_100_continue_waits_until_it_is_sent(server: ServerMa
     assert codec.can_respond  # a 100 is not the response
 
 
+def test_waiting_for_continue_ends_when_the_body_starts_arriving(server: ServerMaker) -> None:
+    # The client did not wait: a 100 Continue now would only come after its body.
+    codec = server()
+    found = events(codec, EXPECT + b"a")
+    assert body_of(found) == b"a"
+    assert not codec.waiting_for_continue
+
+
 def test_waiting_for_continue_ends_with_the_response(server: ServerMaker) -> None:
     codec = server()
     events(codec, EXPECT)

@@ -344,6 +344,8 @@ class FastServerCodec(_FastCodec):
     def next_event(self) -> Event:
         theirs = self._theirs
         if theirs == _BODY:
+            if self._continue:
+                return self._first_body_event()
             return self._body_event()
         if theirs == _HEAD:
             if self._pos == len(self._buf):
@@ -436,6 +438,14 @@ class FastServerCodec(_FastCodec):
             expect_continue=expect,
             head_size=len(head),
         )
+
+    def _first_body_event(self) -> Event:
+        """A body event while the client may wait for 100 Continue: once its body
+        arrives it no longer waits (as h11), and no 100 is sent after the fact."""
+        event = self._body_event()
+        if event is not NEED_DATA:
+            self._continue = False
+        return event
 
     def _body_complete(self) -> None:
         self._continue = False
