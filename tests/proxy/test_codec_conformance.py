@@ -602,6 +602,17 @@ def test_eof_ends_a_close_delimited_response(client: ClientMaker) -> None:
     assert not codec.cycle_done
 
 
+def test_a_close_delimited_response_ended_in_the_same_read_is_not_reused(
+    client: ClientMaker,
+) -> None:
+    codec = asked(client)
+    codec.receive(b"HTTP/1.1 200 OK\r\n\r\n")
+    codec.receive(b"")
+    assert isinstance(codec.next_event(), ResponseHead)
+    assert codec.next_event() is END
+    assert not codec.cycle_done  # the pool closes it
+
+
 # -- send_failed -----------------------------------------------------------------------
 
 

@@ -49,7 +49,7 @@ _VERSIONS: Final = frozenset({b"1.0", b"1.1"})
 
 
 class _H11Codec:
-    __slots__ = ("_h11", "_head_bytes", "_in_head", "_max_head")
+    __slots__ = ("_closed", "_h11", "_head_bytes", "_in_head", "_max_head")
     _h11: h11.Connection
 
     def __init__(self, role: type[h11.CLIENT] | type[h11.SERVER], max_head_size: int) -> None:
@@ -57,9 +57,12 @@ class _H11Codec:
         self._max_head = max_head_size
         self._in_head = True  # the next event is a head: its raw bytes are kept
         self._head_bytes = b""
+        self._closed = False  # the peer closed: no cycle after this one
 
     def receive(self, data: bytes) -> None:
-        if self._in_head and len(self._head_bytes) <= self._max_head:
+        if not data:
+            self._closed = True
+        elif self._in_head and len(self._head_bytes) <= self._max_head:
             self._head_bytes += data
         try:
             self._h11.receive_data(data)
@@ -108,7 +111,13 @@ class _H11Codec:
 
     @property
     def cycle_done(self) -> bool:
-        return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
+        # h11 reports DONE on both sides after a close-delimited body ended by EOF
+        # (CLOSED only at the next event): such a connection must not be reused.
+        return (
+            self._h11.our_state is h11.DONE
+            and self._h11.their_state is h11.DONE
+            and not self._closed
+        )
 
     def start_next_cycle(self) -> None:
         self._h11.start_next_cycle()
