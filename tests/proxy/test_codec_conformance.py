@@ -426,6 +426,14 @@ def test_a_declined_upgrade_goes_on_as_http(server: ServerMaker) -> None:
     assert isinstance(head_of(events(codec)), RequestHead)
 
 
+@pytest.mark.parametrize("value", [b"", b",", b" , "])
+def test_an_empty_upgrade_header_proposes_no_switch(server: ServerMaker, value: bytes) -> None:
+    codec = server()
+    found = events(codec, b"GET / HTTP/1.1\r\nHost: a.example\r\nUpgrade: " + value + b"\r\n\r\n")
+    assert found[1:] == [END, NEED_DATA]
+    assert codec.peer_done  # a response need not say close
+
+
 def test_a_101_response_switches_and_keeps_the_tunnel_bytes(client: ClientMaker) -> None:
     codec = asked(client, headers=UPGRADE)
     data = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"

@@ -404,7 +404,8 @@ class FastServerCodec(_FastCodec):
             elif name == b"expect":
                 expect = expect or b"100-continue" in _tokens(value)
             elif name == b"upgrade":
-                upgrade = True
+                # A switch is proposed by a protocol named, not by an empty list (as h11).
+                upgrade = upgrade or bool(value.strip(b" \t,"))
         if hosts > 1:
             raise self._error("more than one Host header")
         if version == b"1.1":
