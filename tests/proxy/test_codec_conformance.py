@@ -371,6 +371,19 @@ def test_informational_responses_come_before_the_final_one_without_a_body(
     assert found[-2:] == [END, NEED_DATA]
 
 
+def test_connection_close_on_an_informational_response_ends_the_cycles(
+    client: ClientMaker,
+) -> None:
+    codec = asked(client)
+    data = (
+        b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    )
+    found = events(codec, data)
+    assert found[-2:] == [END, NEED_DATA]
+    assert not codec.cycle_done  # the upstream said it closes: never reused
+
+
 def test_a_response_head_for_head_keeps_its_length_and_sends_no_body(server: ServerMaker) -> None:
     codec = server()
     events(codec, b"HEAD / HTTP/1.1\r\nHost: a.example\r\n\r\n")
@@ -450,11 +463,24 @@ def test_a_101_response_to_a_request_without_upgrade_is_refused(client: ClientMa
         events(codec, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
 
 
-def test_a_101_response_without_upgrade_is_refused(client: ClientMaker) -> None:
-    # RFC 9110 §15.2.2: a 101 names the protocol switched to in Upgrade.
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"",
+        b"Connection: upgrade\r\n",
+        b"Upgrade: websocket\r\n",
+        b"Connection: close\r\nUpgrade: websocket\r\n",
+    ],
+    ids=["neither", "no-upgrade", "no-connection-option", "connection-close"],
+)
+def test_a_101_response_without_upgrade_and_its_connection_option_is_refused(
+    client: ClientMaker, fields: bytes
+) -> None:
+    # RFC 9110 §15.2.2 and §7.8: a 101 names the protocol in Upgrade, and Upgrade is
+    # a connection option (RFC 6455 §4.2.2 asks both of a WebSocket handshake).
     codec = asked(client, headers=UPGRADE)
     with pytest.raises(ProtocolError):
-        events(codec, b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        events(codec, b"HTTP/1.1 101 Switching Protocols\r\n" + fields + b"\r\n")
 
 
 # -- 100-continue ----------------------------------------------------------------------

@@ -7,7 +7,10 @@ characters other than HTAB in field values and reason phrases (h11 refuses only
 NUL and whitespace controls there), a head over the size limit that arrived in
 one read (h11 bounds only heads that arrive in pieces; the limit counts the
 bytes received, as the fast codec does), a response whose version is not 1.0 or
-1.1, and a 101 without Upgrade (RFC 9110 §15.2.2).
+1.1, and a 101 without Upgrade and the "upgrade" connection option (RFC 9110
+§7.8, §15.2.2; llhttp refuses it too). It also ends the connection's cycles
+where h11 would go on: after EOF, and after a 1xx response that says
+Connection: close (h11 ignores it there).
 
 Heads are sent with h11's `_parsed=True`: they are made of fields h11 parsed
 and validated plus values the proxy produces, and re-validating them was a
@@ -23,6 +26,7 @@ from typing import Final
 import h11
 
 from hotswap.http.framing import FramingError, body_framing
+from hotswap.http.headers import connection_tokens
 from hotswap.proxy.codec import (
     CLOSED,
     END,
@@ -49,7 +53,7 @@ _VERSIONS: Final = frozenset({b"1.0", b"1.1"})
 
 
 class _H11Codec:
-    __slots__ = ("_closed", "_h11", "_head_bytes", "_in_head", "_max_head")
+    __slots__ = ("_h11", "_head_bytes", "_in_head", "_last_cycle", "_max_head")
     _h11: h11.Connection
 
     def __init__(self, role: type[h11.CLIENT] | type[h11.SERVER], max_head_size: int) -> None:
@@ -57,11 +61,11 @@ class _H11Codec:
         self._max_head = max_head_size
         self._in_head = True  # the next event is a head: its raw bytes are kept
         self._head_bytes = b""
-        self._closed = False  # the peer closed: no cycle after this one
+        self._last_cycle = False  # the peer closed, or said it will: no cycle after this one
 
     def receive(self, data: bytes) -> None:
         if not data:
-            self._closed = True
+            self._last_cycle = True
         elif self._in_head and len(self._head_bytes) <= self._max_head:
             self._head_bytes += data
         try:
@@ -116,7 +120,7 @@ class _H11Codec:
         return (
             self._h11.our_state is h11.DONE
             and self._h11.their_state is h11.DONE
-            and not self._closed
+            and not self._last_cycle
         )
 
     def start_next_cycle(self) -> None:
@@ -227,8 +231,13 @@ class H11ClientCodec(_H11Codec):
         self._check_head(another_head=informational)
         if event.http_version not in _VERSIONS:  # type: ignore[attr-defined]
             raise ProtocolError("the response's HTTP version is not 1.0 or 1.1")
-        if status == 101 and not any(name == b"upgrade" for name, _ in headers):
-            raise ProtocolError("101 Switching Protocols without Upgrade")
+        if status < 200:
+            connection = connection_tokens(headers)
+            if status == 101:
+                if b"upgrade" not in connection or all(n != b"upgrade" for n, _ in headers):
+                    raise ProtocolError("101 Switching Protocols without Upgrade")
+            elif b"close" in connection:
+                self._last_cycle = True
         length, chunked = self._framing(headers)
         return ResponseHead(
             status,
