@@ -1,8 +1,9 @@
 """Hypothesis strategies for HTTP/1.1 messages, valid and broken, as bytes.
 
-A message is built from parts (start line, field lines, framing, body). Each
-message draws a few parts to make odd; every other part takes a plain, valid
-form. The odd forms are those parsers have disagreed on: unknown and lower-case
+A message is built from parts (start line, field lines, framing, body). An odd
+message makes one or two of its parts odd and gives every other part a plain,
+valid form; a stream holds at most one odd message, so nothing before it hides
+it. The odd forms are those parsers have disagreed on: unknown and lower-case
 methods, every RFC 9112 §3.2 target form and junk, other versions, control
 characters, NUL, bare CR and LF, obs-fold, whitespace around values and before
 colons, duplicate and conflicting Content-Length, CL + TE, transfer codings,
@@ -11,6 +12,10 @@ Connection: close, HTTP/1.0, 1xx / 204 / 304 responses, close-delimited bodies.
 """
 
 from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import TypeVar
 
 from hypothesis import strategies as st
 
@@ -107,45 +112,148 @@ PARTS: dict[str, tuple[list[bytes], list[bytes]]] = {
 REQUEST_PARTS = [
     "eol", "method", "target", "version", "sp", "colon", "ows", "name", "value", "host", "hosts",
     "connection", "expect", "upgrade", "te", "framing", "chunk-size", "chunk-ext", "chunk-end",
-    "last-chunk", "trailer", "prefix",
+    "last-chunk", "trailer", "prefix", "length",
 ]
 RESPONSE_PARTS = [
     "eol", "version", "sp", "colon", "ows", "name", "value", "connection", "upgrade", "te",
     "framing", "chunk-size", "chunk-ext", "chunk-end", "last-chunk", "trailer", "status", "reason",
+    "length",
 ]
 # fmt: on
 
 
-_REQUEST_PARTS = st.sampled_from(REQUEST_PARTS)
-_RESPONSE_PARTS = st.sampled_from(RESPONSE_PARTS)
-# Built once: a strategy per part and kind (building them per draw costs more than drawing).
-_PLAIN = {part: st.sampled_from(plain) for part, (plain, _) in PARTS.items() if plain}
-_ODD = {part: st.sampled_from(odd) for part, (_, odd) in PARTS.items()}
-_ODD["value"] = st.one_of(_ODD["value"], st.binary(max_size=6))
+T = TypeVar("T")
+# Parts that only matter in a chunked body.
+CHUNK_PARTS = frozenset({"te", "chunk-size", "chunk-ext", "chunk-end", "last-chunk", "trailer"})
 
 
 class Parts:
-    """Draws parts of one message: odd forms for the parts in `odd`, plain ones otherwise."""
+    """The choices one message is made of: a form for each part (odd for the parts in
+    `odd`, plain otherwise) and the free ones (body bytes, counts, field order)."""
 
-    def __init__(self, draw: st.DrawFn, odd: set[str]) -> None:
-        self.draw = draw
-        self.odd = odd
+    odd: set[str]
 
     def __call__(self, part: str) -> bytes:
-        return self.draw(_ODD[part] if part in self.odd else _PLAIN[part])
+        raise NotImplementedError
+
+    def odd_form(self, part: str) -> bytes:
+        raise NotImplementedError
 
     def is_odd(self, part: str) -> bool:
         return part in self.odd
 
+    def binary(self, max_size: int) -> bytes:
+        raise NotImplementedError
 
-_ODD_COUNT = st.sampled_from([0, 0, 1, 1, 1, 2])
+    def chunks(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def choice(self, options: Sequence[T]) -> T:
+        raise NotImplementedError
+
+    def below(self, n: int) -> int:
+        raise NotImplementedError
+
+    def order(self, items: list[T]) -> list[T]:
+        raise NotImplementedError
+
+    def extra_kinds(self) -> list[str]:
+        raise NotImplementedError
+
+
+# Built once: building a strategy per draw costs more than the draw.
+_PLAIN = {part: st.sampled_from(plain) for part, (plain, _) in PARTS.items() if plain}
+_CHUNKS = st.lists(st.binary(min_size=1, max_size=8), max_size=3)
+_EXTRA_KINDS = st.lists(
+    st.sampled_from(["any", "any", "connection", "expect", "upgrade", "websocket", "fold"]),
+    max_size=4,
+)
+
+
+class DrawnParts(Parts):
+    """Parts hypothesis draws. Odd parts and forms are picked uniformly, by a Random
+    hypothesis seeds: sampled_from favours the first elements, and every odd form
+    should get its turn."""
+
+    def __init__(self, draw: st.DrawFn, odd: set[str], rnd: random.Random) -> None:
+        self.draw = draw
+        self.odd = odd
+        self.rnd = rnd
+
+    def __call__(self, part: str) -> bytes:
+        if part not in self.odd:
+            return self.draw(_PLAIN[part])
+        if part == "value" and self.rnd.random() < 0.3:
+            return self.rnd.randbytes(self.rnd.randint(0, 6))
+        return self.odd_form(part)
+
+    def odd_form(self, part: str) -> bytes:
+        return self.rnd.choice(PARTS[part][1])
+
+    def binary(self, max_size: int) -> bytes:
+        return self.draw(st.binary(max_size=max_size))
+
+    def chunks(self) -> list[bytes]:
+        return self.draw(_CHUNKS)
+
+    def choice(self, options: Sequence[T]) -> T:
+        return self.draw(st.sampled_from(options))
+
+    def below(self, n: int) -> int:
+        return self.draw(st.integers(0, n - 1))
+
+    def order(self, items: list[T]) -> list[T]:
+        return self.draw(st.permutations(items))
+
+    def extra_kinds(self) -> list[str]:
+        return self.draw(_EXTRA_KINDS)
+
+
+class FixedParts(Parts):
+    """One part in one odd form, everything else the first plain form and the plainest
+    choice: a message for each odd form, to sweep them all."""
+
+    def __init__(self, part: str, form: bytes) -> None:
+        self.odd = {part}
+        self.part = part
+        self.form = form
+
+    def __call__(self, part: str) -> bytes:
+        if part == self.part:
+            return self.form
+        if part == "framing":  # a body that shows the odd part
+            return b"chunked" if self.part in CHUNK_PARTS else b"length"
+        return PARTS[part][0][0]
+
+    def odd_form(self, part: str) -> bytes:
+        return self.form if part == self.part else PARTS[part][1][0]
+
+    def binary(self, max_size: int) -> bytes:
+        return b"hello"[:max_size]
+
+    def chunks(self) -> list[bytes]:
+        return [b"hello", b"world"]
+
+    def choice(self, options: Sequence[T]) -> T:
+        return options[0]
+
+    def below(self, n: int) -> int:
+        return min(1, n - 1)  # one trailer field; a response not close-delimited
+
+    def order(self, items: list[T]) -> list[T]:
+        return items
+
+    def extra_kinds(self) -> list[str]:
+        kinds = {"connection": "connection", "expect": "expect", "upgrade": "websocket"}
+        return [kinds.get(self.part, "any")]
 
 
 @st.composite
-def parts(draw: st.DrawFn, names: st.SearchStrategy[str]) -> Parts:
-    """Usually nothing odd, else one or two of the parts `names` draws."""
-    count = draw(_ODD_COUNT)
-    return Parts(draw, set(draw(st.lists(names, min_size=count, max_size=count))))
+def parts(draw: st.DrawFn, names: list[str], odd: bool) -> Parts:
+    """Plain parts, or (`odd`) one or two of the parts in `names` made odd."""
+    rnd = draw(st.randoms(use_true_random=True))
+    count = rnd.choice([1, 1, 1, 2]) if odd else 0
+    return DrawnParts(draw, set(rnd.sample(names, count)), rnd)
 
 
 def field_lines(p: Parts, fields: list[Field]) -> bytes:
@@ -158,22 +266,23 @@ def field_lines(p: Parts, fields: list[Field]) -> bytes:
 def chunked_body(p: Parts) -> bytes:
     """A chunked body: sizes, extensions, data ends, last chunk, trailers."""
     out = []
-    for data in p.draw(st.lists(st.binary(min_size=1, max_size=8), max_size=3)):
+    for data in p.chunks():
         size = p("chunk-size")
         size = size % len(data) if b"%" in size else size
         out.append(size + p("chunk-ext") + CRLF + data + p("chunk-end"))
     out.append(p("last-chunk") + p("chunk-ext") + CRLF)
-    count = p.draw(st.integers(0, 2)) if p.is_odd("trailer") else p.draw(st.integers(0, 1))
-    out.extend(p("trailer") + p("eol") for _ in range(count))
+    out.extend(p("trailer") + p("eol") for _ in range(p.below(3 if p.is_odd("trailer") else 2)))
     out.append(p("eol"))
     return b"".join(out)
 
 
 def framing(p: Parts, *, response: bool = False) -> tuple[list[Field], bytes]:
     """(framing fields, body bytes): consistent unless framing or its parts are odd."""
-    body = p.draw(st.binary(max_size=10))
+    body = p.binary(10)
     kind = p("framing")
-    if response and p.draw(st.integers(0, 4)) == 0:
+    if p.is_odd("length"):
+        kind = b"bad-length"
+    if response and p.below(5) == 0:
         kind = b"close"
     length = b"%d" % len(body)
     if kind == b"none":
@@ -183,12 +292,12 @@ def framing(p: Parts, *, response: bool = False) -> tuple[list[Field], bytes]:
     if kind == b"length":
         return [(b"Content-Length", length)], body
     if kind == b"length-off":
-        off = p.draw(st.sampled_from([n for n in range(-len(body), 6) if n]))
+        off = p.choice([n for n in range(-len(body), 6) if n])
         return [(b"Content-Length", b"%d" % (len(body) + off))], body
     if kind == b"bad-length":
-        return [(b"Content-Length", p.draw(st.sampled_from(PARTS["length"][1])))], body
+        return [(b"Content-Length", p.odd_form("length"))], body
     if kind == b"two-lengths":
-        other = p.draw(st.sampled_from([length, b"%d" % (len(body) + 1)]))
+        other = p.choice([length, b"%d" % (len(body) + 1)])
         return [(b"Content-Length", length), (b"content-length", other)], body
     chunked = chunked_body(p)
     te = (b"Transfer-Encoding", p("te"))
@@ -199,18 +308,12 @@ def framing(p: Parts, *, response: bool = False) -> tuple[list[Field], bytes]:
     return [te, (b"transfer-encoding", p("te"))], chunked  # two-te
 
 
-_EXTRA_KINDS = st.lists(
-    st.sampled_from(["any", "any", "connection", "expect", "upgrade", "websocket", "fold"]),
-    max_size=4,
-)
-
-
 def extra_fields(p: Parts) -> list[Field]:
     """Fields beside Host and framing: Connection, Expect, Upgrade, obs-fold, any."""
     fields: list[Field] = []
-    for kind in p.draw(_EXTRA_KINDS):
+    for kind in p.extra_kinds():
         if kind == "websocket":
-            connection = p.draw(st.sampled_from([b"Upgrade", b"keep-alive, upgrade"]))
+            connection = p.choice([b"Upgrade", b"keep-alive, upgrade"])
             fields += [(b"Connection", connection), (b"Upgrade", p("upgrade"))]
         elif kind == "connection":
             fields.append((b"Connection", p("connection")))
@@ -219,33 +322,46 @@ def extra_fields(p: Parts) -> list[Field]:
         elif kind == "upgrade":
             fields.append((b"Upgrade", p("upgrade")))
         elif kind == "fold" and p.is_odd("value"):
-            fold = p.draw(st.sampled_from([CRLF + b" ", CRLF + b"\t", b"\n ", CRLF + b"  "]))
+            fold = p.choice([CRLF + b" ", CRLF + b"\t", b"\n ", CRLF + b"  "])
             fields.append((b"X-Fold", b"a" + fold + b"b"))
         else:
             fields.append((p("name"), p("value")))
     return fields
 
 
-@st.composite
-def requests(draw: st.DrawFn) -> bytes:
-    """One request (head and body), valid or broken."""
-    p = draw(parts(_REQUEST_PARTS))
+def request(p: Parts) -> bytes:
+    """One request, head and body."""
     line = p("method") + p("sp") + p("target") + p("sp") + p("version")
     hosts = [(b"Host", p("host")) for _ in range(int(p("hosts")))]
     frame, body = framing(p)
-    expect = [(b"Expect", p("expect"))] if frame and draw(st.booleans()) else []
-    fields = draw(st.permutations([*hosts, *frame, *expect, *extra_fields(p)]))
+    expect = [(b"Expect", p("expect"))] if frame and p.below(2) == 0 else []
+    fields = p.order([*hosts, *frame, *expect, *extra_fields(p)])
     return p("prefix") + line + p("eol") + field_lines(p, fields) + p("eol") + body
 
 
-@st.composite
-def responses(draw: st.DrawFn) -> bytes:
-    """One response (head and body), valid or broken."""
-    p = draw(parts(_RESPONSE_PARTS))
+def response(p: Parts) -> bytes:
+    """One response, head and body."""
     line = p("version") + p("sp") + p("status") + p("reason")
     frame, body = framing(p, response=True)
-    fields = draw(st.permutations([*frame, *extra_fields(p)]))
+    fields = p.order([*frame, *extra_fields(p)])
     return line + p("eol") + field_lines(p, fields) + p("eol") + body
+
+
+@st.composite
+def requests(draw: st.DrawFn, odd: bool = True) -> bytes:
+    """One request (head and body): valid, or (`odd`) likely broken."""
+    return request(draw(parts(REQUEST_PARTS, odd)))
+
+
+@st.composite
+def responses(draw: st.DrawFn, odd: bool = True) -> bytes:
+    """One response (head and body): valid, or (`odd`) likely broken."""
+    return response(draw(parts(RESPONSE_PARTS, odd)))
+
+
+def odd_forms(names: list[str]) -> list[tuple[str, bytes]]:
+    """Every (part, odd form) of `names`, for a sweep."""
+    return [(part, form) for part in names for form in PARTS[part][1]]
 
 
 REQUEST_KINDS = ["GET", "GET", "HEAD", "POST", "upgrade", "close"]
@@ -261,11 +377,21 @@ def upstream_request(kind: str) -> Request:
     return (b"POST" if kind == "POST" else b"HEAD" if kind == "HEAD" else b"GET"), headers
 
 
+# Interim responses before a final one, and 101s (the first ones valid).
 INFORMATIONAL = [
     b"HTTP/1.1 100 Continue\r\n\r\n",
     b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+    b"HTTP/1.1 102 Processing\r\nContent-Length: 5\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n",
 ]
-SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+SWITCHES = [
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    b"HTTP/1.1 101 OK\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: close\r\nUpgrade: websocket\r\n\r\n",
+    b"HTTP/1.0 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+]
 
 
 @st.composite
@@ -273,13 +399,23 @@ def exchanges(draw: st.DrawFn) -> tuple[list[Request], bytes]:
     """(requests sent upstream, the bytes the upstream answers them with)."""
     sent = []
     answer = b""
-    for _ in range(draw(st.integers(1, 3))):
+    count = draw(st.integers(1, 3))
+    odd = draw(st.integers(0, count))  # the odd one (none when `count`)
+    for index in range(count):
         kind = draw(st.sampled_from(REQUEST_KINDS))
         sent.append(upstream_request(kind))
         if draw(st.integers(0, 4)) == 0:
             answer += draw(st.sampled_from(INFORMATIONAL))
         if kind == "upgrade" and draw(st.booleans()):
             # The switch: what follows is the tunnel's first bytes, not HTTP.
-            return sent, answer + SWITCH + draw(st.binary(max_size=8))
-        answer += draw(responses())
+            return sent, answer + draw(st.sampled_from(SWITCHES)) + draw(st.binary(max_size=8))
+        answer += draw(responses(odd=index == odd))
     return sent, answer
+
+
+@st.composite
+def request_streams(draw: st.DrawFn) -> bytes:
+    """One to three pipelined requests; at most one of them odd, so that it is reached."""
+    count = draw(st.integers(1, 3))
+    odd = draw(st.integers(0, count))  # none when `count`
+    return b"".join(draw(requests(odd=index == odd)) for index in range(count))

@@ -34,7 +34,20 @@ from codec_helpers import (
     serve_trace,
     split,
 )
-from codec_strategies import Request, exchanges, requests
+from codec_strategies import (
+    INFORMATIONAL,
+    REQUEST_PARTS,
+    RESPONSE_PARTS,
+    SWITCHES,
+    FixedParts,
+    Request,
+    exchanges,
+    odd_forms,
+    request,
+    request_streams,
+    response,
+    upstream_request,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,8 +71,14 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
 )
-# Where the input is cut into reads: at random offsets, after each head, or byte by byte.
-CUTS = st.one_of(st.lists(st.integers(0, 600), max_size=6), st.sampled_from(["heads", "bytes"]))
+# Where the input is cut into reads: at random offsets, near the end of each head (a body's
+# first bytes with its head, or a head's last bytes apart), or byte by byte.
+Cuts = list[int] | tuple[int, ...] | str
+CUTS = st.one_of(
+    st.lists(st.integers(0, 600), max_size=6),
+    st.lists(st.integers(-3, 4), min_size=1, max_size=3).map(tuple),
+    st.just("bytes"),
+)
 # The default limits, and small ones that heads cross.
 REQUEST_LIMITS = st.sampled_from([MAX_REQUEST_HEAD_SIZE, MAX_REQUEST_HEAD_SIZE, 60, 90, 120])
 RESPONSE_LIMITS = st.sampled_from([MAX_RESPONSE_HEAD_SIZE, MAX_RESPONSE_HEAD_SIZE, 50, 80, 120])
@@ -76,12 +95,14 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _REFUSALS = ("rejected", "body error")
 
 
-def pieces(data: bytes, cuts: list[int] | str) -> list[bytes]:
-    """The reads `data` arrives in (see CUTS); byte by byte up to 1 KiB."""
+def pieces(data: bytes, cuts: Cuts) -> list[bytes]:
+    """The reads `data` arrives in: at the offsets in a list, at these distances from
+    each head's end in a tuple, byte by byte (up to 1 KiB) for "bytes"."""
     if cuts == "bytes" and len(data) <= 1024:
         return [data[i : i + 1] for i in range(len(data))]
-    if isinstance(cuts, str):
-        cuts = [m.end() for m in _HEAD_END.finditer(data)]
+    if not isinstance(cuts, list):
+        ends = [m.end() for m in _HEAD_END.finditer(data)]
+        cuts = [end + d for end in ends for d in (cuts if isinstance(cuts, tuple) else (0,))]
     return split(data, cuts)
 
 
@@ -261,8 +282,8 @@ def assert_alike(reference: Trace, fast: Trace, marks: Marks, data: bytes) -> No
 
 
 @SETTINGS
-@given(st.lists(requests(), min_size=1, max_size=3).map(b"".join), CUTS, REQUEST_LIMITS)
-def test_both_codecs_read_requests_alike(data: bytes, cuts: list[int] | str, limit: int) -> None:
+@given(request_streams(), CUTS, REQUEST_LIMITS)
+def test_both_codecs_read_requests_alike(data: bytes, cuts: Cuts, limit: int) -> None:
     reads = pieces(data, cuts)
     marks: Marks = []
     reference = serve_trace(SERVER_CODECS["h11"](limit), reads, marks=marks)
@@ -273,7 +294,7 @@ def test_both_codecs_read_requests_alike(data: bytes, cuts: list[int] | str, lim
 @SETTINGS
 @given(exchanges(), CUTS, RESPONSE_LIMITS)
 def test_both_codecs_read_responses_alike(
-    exchange: tuple[list[Request], bytes], cuts: list[int] | str, limit: int
+    exchange: tuple[list[Request], bytes], cuts: Cuts, limit: int
 ) -> None:
     sent, data = exchange
     reads = pieces(data, cuts)
@@ -281,6 +302,56 @@ def test_both_codecs_read_responses_alike(
     reference = fetch_trace(CLIENT_CODECS["h11"](limit), sent, reads, marks=marks)
     fast = fetch_trace(CLIENT_CODECS["fast"](limit), sent, reads)
     assert_alike(reference, fast, marks, data)
+
+
+PLAIN_REQUEST = b"GET /next HTTP/1.1\r\nHost: a.example\r\n\r\n"
+PLAIN_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+# Whole, byte by byte, and a body's first byte with its head.
+SWEEP_CUTS: list[Cuts] = [[], "bytes", (1,)]
+
+
+def _form_id(value: object) -> str:
+    return repr(value)[:24] if isinstance(value, bytes) else str(value)
+
+
+@pytest.mark.parametrize(("part", "form"), odd_forms(REQUEST_PARTS), ids=_form_id)
+def test_both_codecs_read_every_odd_request_form_alike(part: str, form: bytes) -> None:
+    """Each odd form once, in an otherwise plain request followed by a plain one: the
+    hypothesis test picks forms at random, this sweep makes sure none is left out."""
+    data = request(FixedParts(part, form)) + PLAIN_REQUEST
+    for cuts in SWEEP_CUTS:
+        reads = pieces(data, cuts)
+        marks: Marks = []
+        reference = serve_trace(SERVER_CODECS["h11"](MAX_REQUEST_HEAD_SIZE), reads, marks=marks)
+        fast = serve_trace(SERVER_CODECS["fast"](MAX_REQUEST_HEAD_SIZE), reads)
+        assert_alike(reference, fast, marks, data)
+
+
+@pytest.mark.parametrize(("part", "form"), odd_forms(RESPONSE_PARTS), ids=_form_id)
+def test_both_codecs_read_every_odd_response_form_alike(part: str, form: bytes) -> None:
+    data = response(FixedParts(part, form)) + PLAIN_RESPONSE
+    sent = [upstream_request("GET"), upstream_request("GET")]
+    for cuts in SWEEP_CUTS:
+        reads = pieces(data, cuts)
+        marks: Marks = []
+        h11_codec = CLIENT_CODECS["h11"](MAX_RESPONSE_HEAD_SIZE)
+        reference = fetch_trace(h11_codec, sent, reads, marks=marks)
+        fast = fetch_trace(CLIENT_CODECS["fast"](MAX_RESPONSE_HEAD_SIZE), sent, reads)
+        assert_alike(reference, fast, marks, data)
+
+
+@pytest.mark.parametrize("interim", INFORMATIONAL + SWITCHES, ids=_form_id)
+@pytest.mark.parametrize("kind", ["GET", "upgrade"])
+def test_both_codecs_read_every_interim_response_alike(kind: str, interim: bytes) -> None:
+    data = interim + PLAIN_RESPONSE + b"\x81\x00"
+    sent = [upstream_request(kind), upstream_request("GET")]
+    for cuts in SWEEP_CUTS:
+        reads = pieces(data, cuts)
+        marks: Marks = []
+        h11_codec = CLIENT_CODECS["h11"](MAX_RESPONSE_HEAD_SIZE)
+        reference = fetch_trace(h11_codec, sent, reads, marks=marks)
+        fast = fetch_trace(CLIENT_CODECS["fast"](MAX_RESPONSE_HEAD_SIZE), sent, reads)
+        assert_alike(reference, fast, marks, data)
 
 
 # -- writing --------------------------------------------------------------------------
