@@ -5,8 +5,9 @@ random points and fed to both codecs as the proxy feeds them (codec_helpers.py):
 requests to the server side, responses to the client side after it sent the
 matching request. The traces (heads, body bytes, END, the state after each
 exchange, what is left over) must be equal, or both codecs must refuse the
-message before it can reach a backend. What both write is read back by h11 into
-the same messages.
+message before it can reach a backend. A sweep does the same, deterministically,
+for every odd form of the catalogue once. What both write is read back by h11
+into the same messages, framed as the codec contract says.
 
 A disagreement is allowed only when one of DELIBERATE explains it: a named
 predicate on the message the codecs disagree on, with the side that refuses it.
