@@ -383,6 +383,7 @@ INFORMATIONAL = [
     b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
     b"HTTP/1.1 102 Processing\r\nContent-Length: 5\r\n\r\n",
     b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n",
+    b"HTTP/1.0 100 Continue\r\n\r\n",
 ]
 SWITCHES = [
     b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",

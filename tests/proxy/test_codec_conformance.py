@@ -363,15 +363,16 @@ def test_informational_responses_come_before_the_final_one_without_a_body(
     assert found[-2:] == [END, NEED_DATA]
 
 
-def test_connection_close_on_an_informational_response_ends_the_cycles(
-    client: ClientMaker,
+@pytest.mark.parametrize(
+    "interim",
+    [b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n", b"HTTP/1.0 100 Continue\r\n\r\n"],
+    ids=["connection-close", "http10"],
+)
+def test_an_informational_response_that_says_close_ends_the_cycles(
+    client: ClientMaker, interim: bytes
 ) -> None:
     codec = asked(client)
-    data = (
-        b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n"
-        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-    )
-    found = events(codec, data)
+    found = events(codec, interim + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     assert found[-2:] == [END, NEED_DATA]
     assert not codec.cycle_done  # the upstream said it closes: never reused
 

@@ -10,7 +10,8 @@ bytes received, as the fast codec does), a response whose version is not 1.0 or
 1.1, and a 101 without Upgrade and the "upgrade" connection option (RFC 9110
 §7.8, §15.2.2; llhttp refuses it too). It also ends the connection's cycles
 where h11 would go on: after EOF, and after a 1xx response that says
-Connection: close (h11 ignores it there).
+Connection: close or is HTTP/1.0 (h11 applies keep-alive rules to final
+responses only; the fast codec to every head).
 
 Heads are sent with h11's `_parsed=True`: they are made of fields h11 parsed
 and validated plus values the proxy produces, and re-validating them was a
@@ -227,23 +228,24 @@ class H11ClientCodec(_H11Codec):
         headers = list(event.headers)  # type: ignore[attr-defined]
         status: int = event.status_code  # type: ignore[attr-defined]
         reason: bytes = event.reason  # type: ignore[attr-defined]
+        version: bytes = event.http_version  # type: ignore[attr-defined]
         informational = kind is h11.InformationalResponse and status != 101
         self._check_head(another_head=informational)
-        if event.http_version not in _VERSIONS:  # type: ignore[attr-defined]
+        if version not in _VERSIONS:
             raise ProtocolError("the response's HTTP version is not 1.0 or 1.1")
         if status < 200:
             connection = connection_tokens(headers)
             if status == 101:
                 if b"upgrade" not in connection or all(n != b"upgrade" for n, _ in headers):
                     raise ProtocolError("101 Switching Protocols without Upgrade")
-            elif b"close" in connection:
+            elif b"close" in connection or version != b"1.1":
                 self._last_cycle = True
         length, chunked = self._framing(headers)
         return ResponseHead(
             status,
             headers,
             reason,
-            event.http_version,  # type: ignore[attr-defined]
+            version,
             length=length,
             chunked=chunked,
         )
