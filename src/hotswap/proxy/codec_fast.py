@@ -354,6 +354,8 @@ class FastServerCodec(_FastCodec):
     def next_event(self) -> Event:
         theirs = self._theirs
         if theirs == _BODY:
+            if self._continue:
+                return self._first_body_event()
             return self._body_event()
         if theirs == _HEAD:
             if self._pos == len(self._buf):
@@ -375,7 +377,7 @@ class FastServerCodec(_FastCodec):
         raise ProtocolError("the connection is in an error state")
 
     def _request(self, head: bytes) -> RequestHead:
-        if head[:2] == b"\r\n":
+        if head[:1] in b"\r\n":  # llhttp skips empty lines; h11 (and we) refuse them
             raise self._error("no request line received")
         try:
             httptools.HttpRequestParser(_QUIET).feed_data(head)
@@ -414,7 +416,8 @@ class FastServerCodec(_FastCodec):
             elif name == b"expect":
                 expect = expect or b"100-continue" in _tokens(value)
             elif name == b"upgrade":
-                upgrade = True
+                # A switch is proposed by a protocol named, not by an empty list (as h11).
+                upgrade = upgrade or bool(value.strip(b" \t,"))
         if hosts > 1:
             raise self._error("more than one Host header")
         if version == b"1.1":
@@ -449,6 +452,14 @@ class FastServerCodec(_FastCodec):
             head_size=len(head),
             upgrade=upgrade,
         )
+
+    def _first_body_event(self) -> Event:
+        """A body event while the client may wait for 100 Continue: once its body
+        arrives it no longer waits (as h11), and no 100 is sent after the fact."""
+        event = self._body_event()
+        if event is not NEED_DATA:
+            self._continue = False
+        return event
 
     def _body_complete(self) -> None:
         self._continue = False
@@ -585,12 +596,16 @@ class FastClientCodec(_FastCodec):
         if _REASON_CONTROL.search(line, 12) is not None:
             raise self._error("a control character in the status line")
         status = int(line[9:12])
+        if status < 100:  # llhttp takes any three digits (RFC 9110 §15: 100-599)
+            raise self._error("invalid status line")
         version = line[5:8]
         self._headers, self._special = _fields(head, line_end)
         for name, value in self._special:
             if name == b"connection" and b"close" in _tokens(value):
                 self._keep_alive = False
         if version != b"1.1":
+            if version != b"1.0":  # llhttp takes 0.9 and 2.0 too
+                raise self._error("the response's HTTP version is not 1.0 or 1.1")
             self._keep_alive = False
         length, chunked = self._framing()
         response = ResponseHead(

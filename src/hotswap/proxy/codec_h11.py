@@ -3,8 +3,15 @@
 h11 parses and validates; this adapter adds what h11 lets through and the proxy
 must refuse: Content-Length together with Transfer-Encoding (h11 lets the
 transfer coding win), obs-fold line continuations (h11 unfolds them), control
-characters in field values (h11 refuses only NUL), and a head over the size
-limit that arrived in one read (h11 bounds only heads that arrive in pieces).
+characters other than HTAB in field values and reason phrases (h11 refuses only
+NUL and whitespace controls there), a head over the size limit that arrived in
+one read (h11 bounds only heads that arrive in pieces; the limit counts the
+bytes received, as the fast codec does), a response whose version is not 1.0 or
+1.1, and a 101 without Upgrade and the "upgrade" connection option (RFC 9110
+§7.8, §15.2.2; llhttp refuses it too). It also ends the connection's cycles
+where h11 would go on: after EOF, and after a 1xx response that says
+Connection: close or is HTTP/1.0 (h11 applies keep-alive rules to final
+responses only; the fast codec to every head).
 
 Heads are sent with h11's `_parsed=True`: they are made of fields h11 parsed
 and validated plus values the proxy produces, and re-validating them was a
@@ -20,6 +27,7 @@ from typing import Final
 import h11
 
 from hotswap.http.framing import FramingError, body_framing
+from hotswap.http.headers import connection_tokens
 from hotswap.proxy.codec import (
     CLOSED,
     END,
@@ -39,22 +47,14 @@ _PEER_FINISHED: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
 _CAN_RESPOND: Final = frozenset({h11.IDLE, h11.SEND_RESPONSE})
 _RESPONSE_SENT: Final = frozenset({h11.DONE, h11.MUST_CLOSE})
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-_OBS_FOLD = re.compile(rb"\n[ \t]")
-# Control characters h11 lets through in field values (it refuses only NUL and
-# whitespace other than SP / HTAB): none may reach a backend.
-_CONTROL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _head_size(first: bytes, second: bytes, headers: Headers) -> int:
-    """Bytes of a start line and its field lines as sent (CRLF line ends)."""
-    size = len(first) + len(second) + 12
-    for name, value in headers:
-        size += len(name) + len(value) + 4
-    return size
+# In a head h11 accepted: an obs-fold line start, or a control character h11's
+# field-value and reason-phrase grammar lets through (bare CR and NUL it refuses).
+_REFUSED = re.compile(rb"\n[ \t]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_VERSIONS: Final = frozenset({b"1.0", b"1.1"})
 
 
 class _H11Codec:
-    __slots__ = ("_h11", "_head_bytes", "_in_head", "_max_head")
+    __slots__ = ("_h11", "_head_bytes", "_in_head", "_last_cycle", "_max_head")
     _h11: h11.Connection
 
     def __init__(self, role: type[h11.CLIENT] | type[h11.SERVER], max_head_size: int) -> None:
@@ -62,9 +62,12 @@ class _H11Codec:
         self._max_head = max_head_size
         self._in_head = True  # the next event is a head: its raw bytes are kept
         self._head_bytes = b""
+        self._last_cycle = False  # the peer closed, or said it will: no cycle after this one
 
     def receive(self, data: bytes) -> None:
-        if self._in_head and len(self._head_bytes) <= self._max_head:
+        if not data:
+            self._last_cycle = True
+        elif self._in_head and len(self._head_bytes) <= self._max_head:
             self._head_bytes += data
         try:
             self._h11.receive_data(data)
@@ -77,20 +80,24 @@ class _H11Codec:
         except h11.RemoteProtocolError as exc:
             raise ProtocolError(str(exc), exc.error_status_hint) from exc
 
-    def _check_head(self, size: int, *, another_head: bool) -> None:
-        """Refuse obs-fold and an oversized head. `another_head`: a head follows
-        (after a 1xx response), so the bytes after this one are watched too."""
+    def _check_head(self, *, another_head: bool) -> int:
+        """Refuse an oversized head, obs-fold and control characters; the head's size
+        in bytes as received. `another_head`: a head follows (after a 1xx response),
+        so the bytes after this one are watched too."""
         raw = self._head_bytes
+        # Bytes are kept until more than the limit is held: a head that does not
+        # end within them is over the limit.
         match = _HEAD_END.search(raw)
-        if match is not None:
-            if _OBS_FOLD.search(raw, 0, match.start()):
-                raise ProtocolError("obs-fold (a header line continued on the next line)")
-            if _CONTROL.search(raw, 0, match.start()):
-                raise ProtocolError("a control character in the head")
-        if size > self._max_head:
+        if match is None or match.end() > self._max_head:
             raise ProtocolError(f"the head exceeds {self._max_head} bytes", 431)
+        refused = _REFUSED.search(raw, 0, match.start())
+        if refused is not None:
+            if refused.group()[:1] == b"\n":
+                raise ProtocolError("obs-fold (a header line continued on the next line)")
+            raise ProtocolError("a control character in the head")
         self._in_head = another_head
         self._head_bytes = self._h11.trailing_data[0] if another_head else b""
+        return match.end()
 
     def _framing(self, headers: Headers) -> tuple[int | None, bool]:
         try:
@@ -109,7 +116,13 @@ class _H11Codec:
 
     @property
     def cycle_done(self) -> bool:
-        return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
+        # h11 reports DONE on both sides after a close-delimited body ended by EOF
+        # (CLOSED only at the next event): such a connection must not be reused.
+        return (
+            self._h11.our_state is h11.DONE
+            and self._h11.their_state is h11.DONE
+            and not self._last_cycle
+        )
 
     def start_next_cycle(self) -> None:
         self._h11.start_next_cycle()
@@ -161,21 +174,18 @@ class H11ServerCodec(_H11Codec):
         # Headers become a plain list once: h11's Headers is a Sequence whose
         # iteration goes through __getitem__, and every consumer walks them.
         headers = list(event.headers)
-        method: bytes = event.method
-        target: bytes = event.target
-        size = _head_size(method, target, headers)
-        self._check_head(size, another_head=False)
+        size = self._check_head(another_head=False)
         length, chunked = self._framing(headers)
         return RequestHead(
-            method,
-            target,
+            event.method,
+            event.target,
             headers,
             event.http_version,
             length=length,
             chunked=chunked,
             expect_continue=self._h11.they_are_waiting_for_100_continue,
             head_size=size,
-            upgrade=any(name == b"upgrade" for name, _ in headers),
+            upgrade=any(name == b"upgrade" and value.strip(b" \t,") for name, value in headers),
         )
 
     @property
@@ -219,14 +229,24 @@ class H11ClientCodec(_H11Codec):
         headers = list(event.headers)  # type: ignore[attr-defined]
         status: int = event.status_code  # type: ignore[attr-defined]
         reason: bytes = event.reason  # type: ignore[attr-defined]
+        version: bytes = event.http_version  # type: ignore[attr-defined]
         informational = kind is h11.InformationalResponse and status != 101
-        self._check_head(_head_size(b"HTTP/1.1 000", reason, headers), another_head=informational)
+        self._check_head(another_head=informational)
+        if version not in _VERSIONS:
+            raise ProtocolError("the response's HTTP version is not 1.0 or 1.1")
+        if status < 200:
+            connection = connection_tokens(headers)
+            if status == 101:
+                if b"upgrade" not in connection or all(n != b"upgrade" for n, _ in headers):
+                    raise ProtocolError("101 Switching Protocols without Upgrade")
+            elif b"close" in connection or version != b"1.1":
+                self._last_cycle = True
         length, chunked = self._framing(headers)
         return ResponseHead(
             status,
             headers,
             reason,
-            event.http_version,  # type: ignore[attr-defined]
+            version,
             length=length,
             chunked=chunked,
         )
