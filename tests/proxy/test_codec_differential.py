@@ -11,7 +11,7 @@ into the same messages, framed as the codec contract says.
 
 A disagreement is allowed only when one of DELIBERATE explains it: a named
 predicate on the message the codecs disagree on, with the side that refuses it.
-docs/codec-differences.md lists them with their reasons; keep both short.
+docs/architecture.md ("The two codecs") lists them with their reasons; keep both short.
 """
 
 from __future__ import annotations
