@@ -39,8 +39,11 @@ LABEL_RULE = (
         ("-app.example.com", f'invalid domain "-app.example.com": {LABEL_RULE}'),
         ("app..example.com", f'invalid domain "app..example.com": {LABEL_RULE}'),
         ("a" * 64 + ".com", f'invalid domain "{"a" * 64}.com": {LABEL_RULE}'),
-        ("bücher.example", 'invalid domain "bücher.example": only ASCII is allowed; '
-                           'write an internationalised name in its punycode form ("xn--...")'),
+        (
+            "bücher.example",
+            'invalid domain "bücher.example": only ASCII is allowed; '
+            'write an internationalised name in its punycode form ("xn--...")',
+        ),
     ],
 )
 def test_normalize_domain_rejects_non_hostnames(text: str, message: str) -> None:
@@ -80,13 +83,19 @@ HINT = 'expected host:port, like "127.0.0.1:8080" or "[::1]:8080"'
         ("localhost", f'invalid address "localhost": {HINT}'),
         (":8080", f'invalid address ":8080": {HINT}'),
         ("[::1]", f'invalid address "[::1]": {HINT}'),
-        ("::1:80", 'invalid address "::1:80": write an IPv6 address in brackets, '
-                   'like "[::1]:8080"'),
+        (
+            "::1:80",
+            'invalid address "::1:80": write an IPv6 address in brackets, like "[::1]:8080"',
+        ),
         ("[nope]:80", 'invalid address "[nope]:80": "nope" is not an IPv6 address'),
-        ("1.2.3.999:80", 'invalid address "1.2.3.999:80": "1.2.3.999" is not an IPv4 '
-                         "address or a host name"),
-        ("bad_host:80", 'invalid address "bad_host:80": "bad_host" is not an IPv4 '
-                        "address or a host name"),
+        (
+            "1.2.3.999:80",
+            'invalid address "1.2.3.999:80": "1.2.3.999" is not an IPv4 address or a host name',
+        ),
+        (
+            "bad_host:80",
+            'invalid address "bad_host:80": "bad_host" is not an IPv4 address or a host name',
+        ),
         ("127.0.0.1:http", 'invalid address "127.0.0.1:http": port "http" is not a number'),
         ("127.0.0.1:70000", 'invalid address "127.0.0.1:70000": port must be 1-65535'),
     ],

@@ -200,58 +200,88 @@ def test_section_must_be_a_table() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[server]\nmax_connections = "10"',
-         'server.max_connections: expected an integer, got string "10"'),
-        ("[server]\nmax_connections = true",
-         "server.max_connections: expected an integer, got boolean true"),
+        (
+            '[server]\nmax_connections = "10"',
+            'server.max_connections: expected an integer, got string "10"',
+        ),
+        (
+            "[server]\nmax_connections = true",
+            "server.max_connections: expected an integer, got boolean true",
+        ),
         ("[server]\nmax_connections = 0", "server.max_connections: must be at least 1, got 0"),
-        ('[deploy]\nwatch_images = "yes"',
-         'deploy.watch_images: expected a boolean (true or false), got string "yes"'),
+        (
+            '[deploy]\nwatch_images = "yes"',
+            'deploy.watch_images: expected a boolean (true or false), got string "yes"',
+        ),
         ("[docker]\nhost = 2375", "docker.host: expected a string, got integer 2375"),
         ("[server]\nadmin_token = []", "server.admin_token: expected a string, got an array"),
-        ("[server]\nheader_timeout = 10",
-         'server.header_timeout: expected a duration like "30s" or "500ms", got integer 10'),
-        ('[server]\nheader_timeout = "10"',
-         'server.header_timeout: invalid duration "10": a unit is required, '
-         'like "10s" or "10ms"'),
-        ('[server]\nheader_timeout = "0s"',
-         'server.header_timeout: must be greater than 0, got string "0s"'),
-        ("[deploy]\ndrain_timeout = 1.5",
-         'deploy.drain_timeout: expected a duration like "30s" or "500ms", got float 1.5'),
-        ('[server]\nmax_body_size = "10 potatoes"',
-         'server.max_body_size: invalid size "10 potatoes": expected a number of bytes or a '
-         "number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
-         'like "512KB", "10MB" or "1MiB"'),
-        ("[server]\nmax_body_size = 1.5",
-         'server.max_body_size: expected a size like "10MB" or 0, got float 1.5'),
-        ("[server]\nmax_body_size = -1", "server.max_body_size: invalid size -1: must not be "
-         "negative"),
-        ("[docker]\nnetwork_mode = 1",
-         'docker.network_mode: expected one of "bridge", "host", got integer 1'),
+        (
+            "[server]\nheader_timeout = 10",
+            'server.header_timeout: expected a duration like "30s" or "500ms", got integer 10',
+        ),
+        (
+            '[server]\nheader_timeout = "10"',
+            'server.header_timeout: invalid duration "10": a unit is required, '
+            'like "10s" or "10ms"',
+        ),
+        (
+            '[server]\nheader_timeout = "0s"',
+            'server.header_timeout: must be greater than 0, got string "0s"',
+        ),
+        (
+            "[deploy]\ndrain_timeout = 1.5",
+            'deploy.drain_timeout: expected a duration like "30s" or "500ms", got float 1.5',
+        ),
+        (
+            '[server]\nmax_body_size = "10 potatoes"',
+            'server.max_body_size: invalid size "10 potatoes": expected a number of bytes or a '
+            "number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
+            'like "512KB", "10MB" or "1MiB"',
+        ),
+        (
+            "[server]\nmax_body_size = 1.5",
+            'server.max_body_size: expected a size like "10MB" or 0, got float 1.5',
+        ),
+        (
+            "[server]\nmax_body_size = -1",
+            "server.max_body_size: invalid size -1: must not be negative",
+        ),
+        (
+            "[docker]\nnetwork_mode = 1",
+            'docker.network_mode: expected one of "bridge", "host", got integer 1',
+        ),
     ],
 )
-def test_type_and_value_errors_name_the_key_and_the_expected_type(
-    text: str, message: str
-) -> None:
+def test_type_and_value_errors_name_the_key_and_the_expected_type(text: str, message: str) -> None:
     assert only_problem(text) == f"{FILE}: {message}"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[server]\nlisten = "localhost"',
-         'server.listen: invalid address "localhost": expected host:port, '
-         'like "127.0.0.1:8080" or "[::1]:8080"'),
-        ('[server]\nlisten = "0.0.0.0:70000"',
-         'server.listen: invalid address "0.0.0.0:70000": port must be 0-65535'),
-        ('[external_routes]\n"a.example" = "127.0.0.1:0"',
-         'external_routes."a.example": invalid address "127.0.0.1:0": port must be 1-65535'),
-        ('[external_routes]\n"a.example" = "::1:80"',
-         'external_routes."a.example": invalid address "::1:80": write an IPv6 address in '
-         'brackets, like "[::1]:8080"'),
-        ('[external_routes]\n"a.example" = 9000',
-         'external_routes."a.example": expected an address like "127.0.0.1:8080", '
-         "got integer 9000"),
+        (
+            '[server]\nlisten = "localhost"',
+            'server.listen: invalid address "localhost": expected host:port, '
+            'like "127.0.0.1:8080" or "[::1]:8080"',
+        ),
+        (
+            '[server]\nlisten = "0.0.0.0:70000"',
+            'server.listen: invalid address "0.0.0.0:70000": port must be 0-65535',
+        ),
+        (
+            '[external_routes]\n"a.example" = "127.0.0.1:0"',
+            'external_routes."a.example": invalid address "127.0.0.1:0": port must be 1-65535',
+        ),
+        (
+            '[external_routes]\n"a.example" = "::1:80"',
+            'external_routes."a.example": invalid address "::1:80": write an IPv6 address in '
+            'brackets, like "[::1]:8080"',
+        ),
+        (
+            '[external_routes]\n"a.example" = 9000',
+            'external_routes."a.example": expected an address like "127.0.0.1:8080", '
+            "got integer 9000",
+        ),
     ],
 )
 def test_address_errors(text: str, message: str) -> None:
@@ -296,27 +326,47 @@ def test_same_domain_twice_after_normalisation_is_an_error() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('"x.example" = 5',
-         'routes."x.example": expected an image reference or a table, got integer 5'),
-        ('"x.example" = ""',
-         'routes."x.example": expected an image reference like "myapp:latest", got string ""'),
-        ('[routes."x.example"]\nimage = "a"\nport = "80"',
-         'routes."x.example".port: expected a port number 1-65535, got string "80"'),
-        ('[routes."x.example"]\nimage = "a"\nport = 0',
-         'routes."x.example".port: expected a port number 1-65535, got integer 0'),
-        ('[routes."x.example"]\nimage = "a"\nenv = { DEBUG = 1 }',
-         'routes."x.example".env.DEBUG: expected a string, got integer 1'),
-        ('[routes."x.example"]\nimage = "a"\nenv = "DEBUG=1"',
-         'routes."x.example".env: expected a table of strings, got string "DEBUG=1"'),
-        ('[routes."x.example"]\nimage = "a"\nhealth_path = "up"',
-         'routes."x.example".health_path: must start with "/", got string "up"'),
-        ('[routes."x.example"]\nimage = "a"\nhealth_host = "not a host"',
-         'routes."x.example".health_host: expected a host name (optionally with :port), '
-         'got string "not a host"'),
-        ('[routes."x.example"]\nimage = 3',
-         'routes."x.example".image: expected a string, got integer 3'),
-        ('[routes."x.example"]\nport = 80',
-         'routes."x.example".image: missing; the long form of a route needs an image'),
+        (
+            '"x.example" = 5',
+            'routes."x.example": expected an image reference or a table, got integer 5',
+        ),
+        (
+            '"x.example" = ""',
+            'routes."x.example": expected an image reference like "myapp:latest", got string ""',
+        ),
+        (
+            '[routes."x.example"]\nimage = "a"\nport = "80"',
+            'routes."x.example".port: expected a port number 1-65535, got string "80"',
+        ),
+        (
+            '[routes."x.example"]\nimage = "a"\nport = 0',
+            'routes."x.example".port: expected a port number 1-65535, got integer 0',
+        ),
+        (
+            '[routes."x.example"]\nimage = "a"\nenv = { DEBUG = 1 }',
+            'routes."x.example".env.DEBUG: expected a string, got integer 1',
+        ),
+        (
+            '[routes."x.example"]\nimage = "a"\nenv = "DEBUG=1"',
+            'routes."x.example".env: expected a table of strings, got string "DEBUG=1"',
+        ),
+        (
+            '[routes."x.example"]\nimage = "a"\nhealth_path = "up"',
+            'routes."x.example".health_path: must start with "/", got string "up"',
+        ),
+        (
+            '[routes."x.example"]\nimage = "a"\nhealth_host = "not a host"',
+            'routes."x.example".health_host: expected a host name (optionally with :port), '
+            'got string "not a host"',
+        ),
+        (
+            '[routes."x.example"]\nimage = 3',
+            'routes."x.example".image: expected a string, got integer 3',
+        ),
+        (
+            '[routes."x.example"]\nport = 80',
+            'routes."x.example".image: missing; the long form of a route needs an image',
+        ),
     ],
 )
 def test_route_errors(text: str, message: str) -> None:
@@ -334,15 +384,13 @@ def test_route_errors(text: str, message: str) -> None:
 def test_unquoted_domain_gets_a_hint(text: str, key: str) -> None:
     domain = "app.example.com" if key == "routes.app" else "legacy.example.com"
     assert only_problem(text) == (
-        f"{FILE}: {key}: TOML splits unquoted keys at dots; write the domain in quotes: "
-        f'"{domain}"'
+        f'{FILE}: {key}: TOML splits unquoted keys at dots; write the domain in quotes: "{domain}"'
     )
 
 
 def test_unknown_route_key_suggests_the_closest_one() -> None:
     assert problems_of('[routes."api.example.com"]\nimgae = "x"') == [
-        f'{FILE}: routes."api.example.com".image: missing; the long form of a route needs an '
-        "image",
+        f'{FILE}: routes."api.example.com".image: missing; the long form of a route needs an image',
         f'{FILE}: routes."api.example.com".imgae: unknown key; did you mean '
         'routes."api.example.com".image?',
     ]
@@ -450,8 +498,10 @@ def test_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
     [
         ("[server]\nlisten = \n", "line 2, column 10: invalid TOML: Invalid value"),
         ('[server]\nlisten = "x', "line 2, column 12: invalid TOML: Unterminated string"),
-        ("[server]\n[server]\n", "line 2, column 8: invalid TOML: Cannot declare ('server',) "
-         "twice"),
+        (
+            "[server]\n[server]\n",
+            "line 2, column 8: invalid TOML: Cannot declare ('server',) twice",
+        ),
         ("[server]\nlisten = ", "line 2, column 10: invalid TOML: Invalid value"),
     ],
 )
@@ -503,8 +553,12 @@ def test_config_with_routes_round_trips_through_tomli_w() -> None:
         routes={
             "app.example.com": Route("app.example.com", "myapp:latest"),
             "api.example.com": Route(
-                "api.example.com", "myapi:1.4", port=8080, env={"A": "1", "B C": "x"},
-                health_path="/up2", health_host="h.example.com",
+                "api.example.com",
+                "myapi:1.4",
+                port=8080,
+                env={"A": "1", "B C": "x"},
+                health_path="/up2",
+                health_host="h.example.com",
             ),
         },
         external_routes={
@@ -573,8 +627,7 @@ def test_schema_choices_are_the_enumerations() -> None:
         "routes.<domain>.tls": TlsMode,
     }
     choices = {spec.name: spec.choices for spec in SCHEMA if spec.kind is Kind.CHOICE}
-    assert choices == {name: tuple(member.value for member in enum) for name, enum in
-                       enums.items()}
+    assert choices == {name: tuple(member.value for member in enum) for name, enum in enums.items()}
 
 
 def test_every_key_has_a_meaning_and_an_effect() -> None:
@@ -597,7 +650,14 @@ def test_example_config_loads() -> None:
 def test_example_config_mentions_every_key() -> None:
     text = EXAMPLE.read_text()
     for section in (
-        "server", "docker", "deploy", "tls", "tls.acme", "routes", "external_routes", "redirects"
+        "server",
+        "docker",
+        "deploy",
+        "tls",
+        "tls.acme",
+        "routes",
+        "external_routes",
+        "redirects",
     ):
         assert f"[{section}]" in text, section
     for spec in SCHEMA:

@@ -34,18 +34,36 @@ def test_parse_duration_accepts_units_largest_first(text: str, seconds: float) -
     ("text", "message"),
     [
         ("10", 'invalid duration "10": a unit is required, like "10s" or "10ms"'),
-        ("", 'invalid duration "": expected a number with a unit (ms, s, m, h, d), '
-             'like "500ms", "90s" or "1m30s"'),
-        ("5 minutes", 'invalid duration "5 minutes": expected a number with a unit '
-                      '(ms, s, m, h, d), like "500ms", "90s" or "1m30s"'),
-        ("-1s", 'invalid duration "-1s": expected a number with a unit (ms, s, m, h, d), '
-                'like "500ms", "90s" or "1m30s"'),
-        ("30s1m", 'invalid duration "30s1m": units must go from largest to smallest, '
-                  'each at most once, like "1h30m" or "1m30s"'),
-        ("1s1s", 'invalid duration "1s1s": units must go from largest to smallest, '
-                 'each at most once, like "1h30m" or "1m30s"'),
-        ("12h1d", 'invalid duration "12h1d": units must go from largest to smallest, '
-                  'each at most once, like "1h30m" or "1m30s"'),
+        (
+            "",
+            'invalid duration "": expected a number with a unit (ms, s, m, h, d), '
+            'like "500ms", "90s" or "1m30s"',
+        ),
+        (
+            "5 minutes",
+            'invalid duration "5 minutes": expected a number with a unit '
+            '(ms, s, m, h, d), like "500ms", "90s" or "1m30s"',
+        ),
+        (
+            "-1s",
+            'invalid duration "-1s": expected a number with a unit (ms, s, m, h, d), '
+            'like "500ms", "90s" or "1m30s"',
+        ),
+        (
+            "30s1m",
+            'invalid duration "30s1m": units must go from largest to smallest, '
+            'each at most once, like "1h30m" or "1m30s"',
+        ),
+        (
+            "1s1s",
+            'invalid duration "1s1s": units must go from largest to smallest, '
+            'each at most once, like "1h30m" or "1m30s"',
+        ),
+        (
+            "12h1d",
+            'invalid duration "12h1d": units must go from largest to smallest, '
+            'each at most once, like "1h30m" or "1m30s"',
+        ),
     ],
 )
 def test_parse_duration_rejects_with_a_hint(text: str, message: str) -> None:
@@ -108,12 +126,18 @@ def test_parse_size_decimal_and_binary_units(value: int | str, size: int) -> Non
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("10 potatoes", 'invalid size "10 potatoes": expected a number of bytes or a number '
-                        "with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
-                        'like "512KB", "10MB" or "1MiB"'),
-        ("MB", 'invalid size "MB": expected a number of bytes or a number '
-               "with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
-               'like "512KB", "10MB" or "1MiB"'),
+        (
+            "10 potatoes",
+            'invalid size "10 potatoes": expected a number of bytes or a number '
+            "with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
+            'like "512KB", "10MB" or "1MiB"',
+        ),
+        (
+            "MB",
+            'invalid size "MB": expected a number of bytes or a number '
+            "with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
+            'like "512KB", "10MB" or "1MiB"',
+        ),
         ("1.5B", 'invalid size "1.5B": not a whole number of bytes'),
         (-1, "invalid size -1: must not be negative"),
     ],

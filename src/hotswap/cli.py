@@ -328,9 +328,7 @@ def register_maintenance(commands: Commands) -> None:
     parser = add_command(commands, "maintenance", summary)
     parser.add_argument("route", metavar="ROUTE")
     parser.add_argument("--message", default="", help="shown on the page (and in the JSON)")
-    parser.add_argument(
-        "--retry-after", default=None, help='sent as Retry-After (default "5m")'
-    )
+    parser.add_argument("--retry-after", default=None, help='sent as Retry-After (default "5m")')
     parser.add_argument("--off", action="store_true", help="serve the route again")
     parser.set_defaults(handler=_maintenance)
 

@@ -403,7 +403,7 @@ def _parse_section(name: str, table: Mapping[str, Any], report: Report) -> dict[
 
 
 def _hint(leaf: str, nearby: Sequence[str], *, other_sections: bool = True) -> str:
-    """"; did you mean X?" for an unknown key named `leaf`, or "".
+    """ "; did you mean X?" for an unknown key named `leaf`, or "".
 
     A key of that exact name in another section wins (it is in the wrong table);
     else the closest of `nearby` (dotted names in the same table); else the closest
@@ -562,7 +562,9 @@ def _parse_redirects(table: Mapping[str, Any], report: Report) -> dict[str, str]
 
 
 def _check_names(
-    routes: Mapping[str, Route], redirects: Mapping[str, str], seen: dict[str, str],
+    routes: Mapping[str, Route],
+    redirects: Mapping[str, str],
+    seen: dict[str, str],
     report: Report,
 ) -> None:
     """A name (a route's domain or host, an external route, a redirect) belongs to one route.

@@ -57,7 +57,7 @@ def convert(spec: KeySpec, raw: object) -> object:
         text = expect(raw, str, "a URL")
         parts = urlsplit(text.strip())
         if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f'expected an https:// URL, got {describe(raw)}')
+            raise ValueError(f"expected an https:// URL, got {describe(raw)}")
         return text.strip()
     if kind is Kind.CHOICE:
         if raw not in spec.choices:

@@ -257,9 +257,7 @@ class Metrics:
         self.open_connections.set(open_connections)
         return generate_latest(self.registry)
 
-    def _set_by_domain(
-        self, name: str, gauge: Gauge, samples: Iterable[tuple[str, float]]
-    ) -> None:
+    def _set_by_domain(self, name: str, gauge: Gauge, samples: Iterable[tuple[str, float]]) -> None:
         """Set one child per domain; domains no longer sampled stop being reported."""
         seen: set[str] = set()
         for domain, value in samples:

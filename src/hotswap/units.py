@@ -37,7 +37,7 @@ _SIZE_FORMAT_ORDER = ("TB", "GB", "MB", "KB", "TiB", "GiB", "MiB", "KiB")
 
 DURATION_HINT = 'a number with a unit (ms, s, m, h, d), like "500ms", "90s" or "1m30s"'
 SIZE_HINT = (
-    'a number of bytes or a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), '
+    "a number of bytes or a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), "
     'like "512KB", "10MB" or "1MiB"'
 )
 

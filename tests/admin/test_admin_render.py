@@ -285,7 +285,15 @@ def test_the_status_shows_each_domains_certificate_and_the_last_acme_error() -> 
     tls_lines = out.split("\n\n", 1)[1].splitlines()
     assert tls_lines[0].split() == ["DOMAIN", "CERTIFICATE", "ISSUER", "NOT", "AFTER", "ACME"]
     assert tls_lines[1].split() == [
-        "app.example.com", "acme", "R11", "2027-03-16", "(in", "60d)", "valid,", "renews", "in",
+        "app.example.com",
+        "acme",
+        "R11",
+        "2027-03-16",
+        "(in",
+        "60d)",
+        "valid,",
+        "renews",
+        "in",
         "30d",
     ]
     assert tls_lines[2].split()[:3] == ["new.example.com", "none", "yet"]

@@ -110,7 +110,10 @@ async def test_container_lifecycle_with_labels_name_address_and_events(
             assert info.labels[LABEL_DEPLOY] == spec.deploy_id
             assert info.labels[LABEL_IMAGE] == spec.image
             assert (info.domain, info.deploy_id, info.image) == (
-                spec.domain, spec.deploy_id, spec.image)
+                spec.domain,
+                spec.deploy_id,
+                spec.image,
+            )
             assert info.name == f"hotswap-{spec.domain.replace('.', '-')}-{spec.deploy_id[:8]}"
             assert info.image_id.startswith("sha256:")
 
@@ -243,9 +246,7 @@ async def test_docker_tag_produces_an_image_event(
     assert source is not None
     try:
         with trio.fail_after(30), runtime.subscribe_images() as images:
-            await trio.to_thread.run_sync(
-                partial(docker_client.api.tag, source.id, repo, "next")
-            )
+            await trio.to_thread.run_sync(partial(docker_client.api.tag, source.id, repo, "next"))
             event = await images.receive()
             while event.ref != f"{repo}:next":
                 event = await images.receive()

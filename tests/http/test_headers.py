@@ -87,9 +87,7 @@ def test_upstream_request_headers_keep_end_to_end_headers_in_order(
         headers, client_ip=ip, scheme="http", host=host, upgrade=upgrade
     )
     named = connection_tokens(headers) - {b"host"}
-    expected = [
-        (n, v) for n, v in headers if n not in HOP_BY_HOP | FRAMING | FORWARDED | named
-    ]
+    expected = [(n, v) for n, v in headers if n not in HOP_BY_HOP | FRAMING | FORWARDED | named]
     assert out[: len(expected)] == expected
     assert _named(out, b"host") == _named(headers, b"host")
 

@@ -49,7 +49,7 @@ async def test_combined_access_log_is_apache_combined() -> None:
         await fetch(proxy.port, "POST", "/c?d=1", "app.test", headers, body=b"abc")
     [line] = h.access_lines
     pattern = (
-        r'127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+        r"127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
         r'"POST /c\?d=1 HTTP/1\.1" 200 3 "http://ref\.test/" "agent \\x22x\\x22"\n'
     )
     assert re.fullmatch(pattern, line), line

@@ -19,8 +19,12 @@ IMAGE_ID = "sha256:" + "1" * 64
 
 
 def event(cid: str, action: str, **attributes: str) -> dict[str, Any]:
-    return {"Type": "container", "Action": action, "time": 1,
-            "Actor": {"ID": cid, "Attributes": attributes}}
+    return {
+        "Type": "container",
+        "Action": action,
+        "time": 1,
+        "Actor": {"ID": cid, "Attributes": attributes},
+    }
 
 
 class FakeStream:
@@ -72,8 +76,11 @@ async def test_events_reach_the_subscribers_of_their_container() -> None:
         with hub.subscribe(A) as a1, hub.subscribe(A) as a2, hub.subscribe(B) as b:
             async with trio.open_nursery() as nursery:
                 await nursery.start(hub.run, fake.connect, fake.resolve)
-                fake.streams[0].feed(event(A, "start"), event(B, "die", exitCode="3"),
-                                     event(A, "health_status: healthy"))
+                fake.streams[0].feed(
+                    event(A, "start"),
+                    event(B, "die", exitCode="3"),
+                    event(A, "health_status: healthy"),
+                )
                 for sub in (a1, a2):
                     assert (await sub.receive()).kind is EventKind.START
                     assert (await sub.receive()).health is Health.HEALTHY
@@ -85,8 +92,12 @@ async def test_events_reach_the_subscribers_of_their_container() -> None:
 
 async def test_image_events_resolve_pulled_refs() -> None:
     hub, fake = EventHub(), FakeDocker()
-    tag = {"Type": "image", "Action": "tag", "time": 5,
-           "Actor": {"ID": IMAGE_ID, "Attributes": {"name": "app:v3"}}}
+    tag = {
+        "Type": "image",
+        "Action": "tag",
+        "time": 5,
+        "Actor": {"ID": IMAGE_ID, "Attributes": {"name": "app:v3"}},
+    }
     pull = {"Type": "image", "Action": "pull", "time": 6, "Actor": {"ID": "app:v2"}}
     unknown = {"Type": "image", "Action": "pull", "time": 7, "Actor": {"ID": "gone:1"}}
     with trio.fail_after(10), hub.subscribe_images() as images:

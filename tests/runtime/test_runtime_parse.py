@@ -51,7 +51,10 @@ def test_running_host_mode_container_info() -> None:
     assert info.id == CID
     assert info.name == "hotswap-app-example-com-1a2b3c4d"
     assert (info.domain, info.deploy_id, info.image) == (
-        "app.example.com", "1a2b3c4d5e", "myapp:latest")
+        "app.example.com",
+        "1a2b3c4d5e",
+        "myapp:latest",
+    )
     assert info.image_id == IMAGE_ID
     assert info.created == pytest.approx(parse_docker_time("2026-11-28T16:58:20.388583Z"))
     assert info.running and info.status == "running" and info.exit_code is None
@@ -62,7 +65,8 @@ def test_running_host_mode_container_info() -> None:
 def test_exited_container_has_exit_code_and_last_health_output() -> None:
     health = {"Status": "unhealthy", "Log": [{"Output": "first"}, {"Output": "wget: 503\n"}]}
     info = container_info_from_inspect(
-        inspect_data(Status="exited", Running=False, ExitCode=3, Health=health))
+        inspect_data(Status="exited", Running=False, ExitCode=3, Health=health)
+    )
     assert (info.running, info.exit_code) == (False, 3)
     assert (info.health, info.health_log) == (Health.UNHEALTHY, "wget: 503")
 
@@ -74,7 +78,9 @@ def test_bridge_mode_address_is_the_published_port() -> None:
     del labels["hotswap.host-port"]
     labels["hotswap.container-port"] = "8000"
     data["NetworkSettings"]["Ports"] = {
-        "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}], "9000/tcp": None}
+        "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}],
+        "9000/tcp": None,
+    }
     assert container_info_from_inspect(data).address == Address("127.0.0.1", 49153)
     data["NetworkSettings"]["Ports"] = {}  # created, not started: not known yet
     assert container_info_from_inspect(data).address is None
@@ -89,15 +95,21 @@ def test_parse_docker_time_handles_nanoseconds_and_unset() -> None:
 
 def container_event_data(action: str, **attributes: str) -> dict[str, Any]:
     return {
-        "status": action, "id": CID, "Type": "container", "Action": action,
+        "status": action,
+        "id": CID,
+        "Type": "container",
+        "Action": action,
         "Actor": {"ID": CID, "Attributes": {"image": "myapp", **attributes}},
-        "scope": "local", "time": 1700000000, "timeNano": 1700000000500000000,
+        "scope": "local",
+        "time": 1700000000,
+        "timeNano": 1700000000500000000,
     }
 
 
 def test_container_events_are_parsed() -> None:
     assert container_event(container_event_data("start")) == ContainerEvent(
-        EventKind.START, CID, 1700000000.5)
+        EventKind.START, CID, 1700000000.5
+    )
     died = container_event(container_event_data("die", exitCode="137"))
     assert died is not None and (died.kind, died.exit_code) == (EventKind.DIE, 137)
     healthy = container_event(container_event_data("health_status: healthy"))
@@ -117,20 +129,34 @@ def test_other_events_are_ignored() -> None:
 
 
 def test_image_tag_and_pull_events() -> None:
-    tag = {"Type": "image", "Action": "tag", "timeNano": 2_000_000_000,
-           "Actor": {"ID": IMAGE_ID, "Attributes": {"name": "myapp:v2"}}}
+    tag = {
+        "Type": "image",
+        "Action": "tag",
+        "timeNano": 2_000_000_000,
+        "Actor": {"ID": IMAGE_ID, "Attributes": {"name": "myapp:v2"}},
+    }
     assert image_event(tag) == ImageRefEvent("myapp:v2", IMAGE_ID, 2.0)
-    pull = {"Type": "image", "Action": "pull", "time": 3,
-            "Actor": {"ID": "myapp:v2", "Attributes": {"name": "myapp"}}}
+    pull = {
+        "Type": "image",
+        "Action": "pull",
+        "time": 3,
+        "Actor": {"ID": "myapp:v2", "Attributes": {"name": "myapp"}},
+    }
     event = image_event(pull)
     assert event == ImageRefEvent("myapp:v2", "", 3.0)  # the id is resolved by the caller
     assert event.resolved(IMAGE_ID).image_id == IMAGE_ID
 
 
 def spec(mode: NetworkMode, **kwargs: Any) -> ContainerSpec:
-    return ContainerSpec(domain="app.example.com", image="myapp:latest", image_id=IMAGE_ID,
-                         deploy_id="1a2b3c4d-5e6f", container_port=8000, network_mode=mode,
-                         **kwargs)
+    return ContainerSpec(
+        domain="app.example.com",
+        image="myapp:latest",
+        image_id=IMAGE_ID,
+        deploy_id="1a2b3c4d-5e6f",
+        container_port=8000,
+        network_mode=mode,
+        **kwargs,
+    )
 
 
 def test_container_name_uses_domain_and_short_deploy_id() -> None:
@@ -140,10 +166,14 @@ def test_container_name_uses_domain_and_short_deploy_id() -> None:
 
 def test_labels_include_ours_over_extra_labels_and_the_host_port() -> None:
     labels = container_labels(
-        spec(NetworkMode.HOST, extra_labels={"hotswap.domain": "evil", "team": "a"}), 25000)
+        spec(NetworkMode.HOST, extra_labels={"hotswap.domain": "evil", "team": "a"}), 25000
+    )
     assert labels == {
-        "team": "a", "hotswap.managed": "true", "hotswap.domain": "app.example.com",
-        "hotswap.deploy": "1a2b3c4d-5e6f", "hotswap.image": "myapp:latest",
+        "team": "a",
+        "hotswap.managed": "true",
+        "hotswap.domain": "app.example.com",
+        "hotswap.deploy": "1a2b3c4d-5e6f",
+        "hotswap.image": "myapp:latest",
         "hotswap.host-port": "25000",
     }
     bridge = container_labels(spec(NetworkMode.BRIDGE), None)
@@ -153,7 +183,9 @@ def test_labels_include_ours_over_extra_labels_and_the_host_port() -> None:
 def test_env_gets_port_in_host_mode_only() -> None:
     env = {"RAILS_ENV": "production", "PORT": "1"}
     assert container_env(spec(NetworkMode.HOST, env=env), 25000) == {
-        "RAILS_ENV": "production", "PORT": "25000"}
+        "RAILS_ENV": "production",
+        "PORT": "25000",
+    }
     assert container_env(spec(NetworkMode.BRIDGE, env=env), None) == env
 
 

@@ -52,7 +52,7 @@ def error_page(status: int, detail: str = "", custom: bytes | None = None) -> tu
     detail_html = f"<p>{escape(detail)}</p>\n" if detail else ""
     body = (
         "<!DOCTYPE html>\n"
-        f"<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n"
+        f'<html><head><meta charset="utf-8"><title>{title}</title></head>\n'
         f"<body><h1>{title}</h1>\n{detail_html}<hr><p>hotswap</p></body></html>\n"
     ).encode()
     return _html(body), body

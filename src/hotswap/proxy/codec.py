@@ -205,4 +205,3 @@ class ClientCodec(_Codec, Protocol):
     @property
     def idle(self) -> bool:
         """Ready for a new request (nothing sent on this connection since its last cycle)."""
-

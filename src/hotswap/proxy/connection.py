@@ -235,9 +235,7 @@ class ClientConnection:
                 first = False
                 outcome = Outcome(request, time.perf_counter())
                 self.outcome = outcome
-                await forward(
-                    self, codec, request, outcome, ctx.routes, parser, edge, ctx.controls
-                )
+                await forward(self, codec, request, outcome, ctx.routes, parser, edge, ctx.controls)
                 self.outcome = None
                 ctx.record(outcome, self.peer, config)
                 if outcome.close or self.final_error or codec.switched:

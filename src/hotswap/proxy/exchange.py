@@ -237,9 +237,7 @@ class Exchange:
                 if not has_body:
                     payload += up.codec.end()
                     await self._send_upstream(payload)
-                    self.head_deadline = (
-                        now() + client.config.upstream_response_timeout
-                    )
+                    self.head_deadline = now() + client.config.upstream_response_timeout
                     head = await self._read_response_head()
                 else:
                     await self._send_upstream(payload)
@@ -492,9 +490,7 @@ class Exchange:
                 self.watch_client = True
                 client.watch(True)  # the response side may be waiting already
                 if not self.outcome.status:  # the head's deadline starts once the body is sent
-                    self.head_deadline = (
-                        now() + client.config.upstream_response_timeout
-                    )
+                    self.head_deadline = now() + client.config.upstream_response_timeout
                     client.deadline_at(Phase.UPSTREAM, self.head_deadline)
                 return
             else:

@@ -43,7 +43,7 @@ class Edge(Protocol):
         """The body answering a pending ACME HTTP-01 challenge, else None."""
 
     def https_origin(self, host: str) -> str | None:
-        """"https://host[:port]" when plain requests for `host` go to HTTPS, else None."""
+        """ "https://host[:port]" when plain requests for `host` go to HTTPS, else None."""
 
 
 def _forwarded_https(client: Client, request: RequestHead) -> bool:
@@ -175,8 +175,10 @@ async def forward(
         # The codec has the request's end already: taking it now lets the
         # connection start its next cycle after any answer, error pages included.
         codec.next_event()
-    if edge is not None and client.scheme == "http" and await _edge(
-        client, outcome, request, edge, host
+    if (
+        edge is not None
+        and client.scheme == "http"
+        and await _edge(client, outcome, request, edge, host)
     ):
         return
     limit = client.config.max_body_size

@@ -181,9 +181,7 @@ class ContainerRuntime(Protocol):
         """Every container labelled hotswap.managed=true, running or not."""
         ...
 
-    def subscribe(
-        self, container_id: str
-    ) -> AbstractContextManager[EventReceiver[ContainerEvent]]:
+    def subscribe(self, container_id: str) -> AbstractContextManager[EventReceiver[ContainerEvent]]:
         """Receive this container's events while the context is open.
 
         Subscribe before starting the container so no event is missed. If the

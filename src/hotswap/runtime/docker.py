@@ -166,22 +166,32 @@ class DockerRuntime:
             assert local is not None
             return local
         try:
-            await self._call(functools.partial(_pull, ref=ref), f"pull image {ref}",
-                             mutating=False, error=ImageError)
+            await self._call(
+                functools.partial(_pull, ref=ref),
+                f"pull image {ref}",
+                mutating=False,
+                error=ImageError,
+            )
         except ImageError as exc:
             if local is None:
                 raise ImageError(
                     f"image {ref} is not present locally and could not be pulled: {exc}"
                 ) from exc
-            log.warning("pull failed, using the local image image=%s id=%s policy=%s error=%s",
-                        ref, local.id[:19], policy, exc)
+            log.warning(
+                "pull failed, using the local image image=%s id=%s policy=%s error=%s",
+                ref,
+                local.id[:19],
+                policy,
+                exc,
+            )
             return local
         pulled = await self.image_info(ref)
         if pulled is None:
             raise ImageError(f"image {ref}: pulled, but no local image has that name")
         if local is not None and local.id != pulled.id:
-            log.info("pulled a new image image=%s old=%s new=%s", ref, local.id[:19],
-                     pulled.id[:19])
+            log.info(
+                "pulled a new image image=%s old=%s new=%s", ref, local.id[:19], pulled.id[:19]
+            )
         return pulled
 
     def _resolve_image_id(self, ref: str) -> str | None:
@@ -227,9 +237,15 @@ class DockerRuntime:
         def create(client: docker.DockerClient) -> str:
             host_config = client.api.create_host_config(**kwargs)
             result = client.api.create_container(
-                image=spec.image_id or spec.image, name=name, environment=env, labels=labels,
-                host_config=host_config, ports=ports, detach=True,
-                command=list(spec.command) or None, user=spec.user or None,
+                image=spec.image_id or spec.image,
+                name=name,
+                environment=env,
+                labels=labels,
+                host_config=host_config,
+                ports=ports,
+                detach=True,
+                command=list(spec.command) or None,
+                user=spec.user or None,
             )
             container_id = str(result["Id"])
             try:
@@ -241,19 +257,28 @@ class DockerRuntime:
             return container_id
 
         try:
-            container_id = await self._call(create, f"create container {name} ({spec.image})",
-                                            mutating=True)
+            container_id = await self._call(
+                create, f"create container {name} ({spec.image})", mutating=True
+            )
         except BaseException:
             if host_port is not None:
                 self._ports.release(host_port)
             raise
         if host_port is not None:
             self._ports.assign(host_port, container_id)
-        log.info("container created container=%s name=%s domain=%s deploy=%s image=%s port=%s "
-                 "restart=%s volumes=%d networks=%s",
-                 container_id[:12], name, spec.domain, spec.deploy_id, spec.image,
-                 host_port or spec.container_port, spec.restart, len(spec.volumes),
-                 ",".join(spec.networks) or "-")
+        log.info(
+            "container created container=%s name=%s domain=%s deploy=%s image=%s port=%s "
+            "restart=%s volumes=%d networks=%s",
+            container_id[:12],
+            name,
+            spec.domain,
+            spec.deploy_id,
+            spec.image,
+            host_port or spec.container_port,
+            spec.restart,
+            len(spec.volumes),
+            ",".join(spec.networks) or "-",
+        )
         return container_id
 
     async def preflight(self, spec: ContainerSpec) -> list[Preflight]:
@@ -266,25 +291,31 @@ class DockerRuntime:
             problems: list[Preflight] = []
             for index, volume in enumerate(spec.volumes):
                 if volume.is_bind and not os.path.exists(volume.source):
-                    problems.append(Preflight(
-                        f"volumes[{index}]",
-                        f"bind-mount source {volume.source} does not exist on this host",
-                    ))
+                    problems.append(
+                        Preflight(
+                            f"volumes[{index}]",
+                            f"bind-mount source {volume.source} does not exist on this host",
+                        )
+                    )
             for network in spec.networks:
                 try:
                     client.api.inspect_network(network)
                 except docker.errors.NotFound:
-                    problems.append(Preflight(
-                        "networks",
-                        f'network "{network}" does not exist; create it with: '
-                        f"docker network create {network}",
-                    ))
+                    problems.append(
+                        Preflight(
+                            "networks",
+                            f'network "{network}" does not exist; create it with: '
+                            f"docker network create {network}",
+                        )
+                    )
             if spec.cpus:
                 available = int(client.info().get("NCPU") or 0)
                 if available and spec.cpus > available:
-                    problems.append(Preflight(
-                        "cpus", f"{spec.cpus:g} CPUs asked, the Docker host has {available}"
-                    ))
+                    problems.append(
+                        Preflight(
+                            "cpus", f"{spec.cpus:g} CPUs asked, the Docker host has {available}"
+                        )
+                    )
             return problems
 
         return await self._call(check, f"check the options of {spec.domain}", mutating=False)
@@ -295,8 +326,11 @@ class DockerRuntime:
         Raises ContainerRuntimeError if it runs but has no address (Docker published no
         port, e.g. an engine started with --bridge=none); the caller removes it.
         """
-        await self._call(lambda c: c.api.start(container_id),
-                         f"start container {container_id[:12]}", mutating=True)
+        await self._call(
+            lambda c: c.api.start(container_id),
+            f"start container {container_id[:12]}",
+            mutating=True,
+        )
         info = await self.inspect(container_id)
         if info.running and info.address is None:
             port = info.labels.get(LABEL_CONTAINER_PORT, "?")
@@ -308,8 +342,11 @@ class DockerRuntime:
         return info
 
     async def inspect(self, container_id: str) -> ContainerInfo:
-        data = await self._call(lambda c: c.api.inspect_container(container_id),
-                                f"inspect container {container_id[:12]}", mutating=False)
+        data = await self._call(
+            lambda c: c.api.inspect_container(container_id),
+            f"inspect container {container_id[:12]}",
+            mutating=False,
+        )
         info = container_info_from_inspect(data)
         self._note_port(info)
         return info
@@ -343,8 +380,9 @@ class DockerRuntime:
 
     async def logs_tail(self, container_id: str, lines: int) -> str:
         def logs(client: docker.DockerClient) -> bytes:
-            data: bytes = client.api.logs(container_id, stdout=True, stderr=True,
-                                          tail=max(lines, 0), timestamps=False)
+            data: bytes = client.api.logs(
+                container_id, stdout=True, stderr=True, tail=max(lines, 0), timestamps=False
+            )
             return data
 
         data = await self._call(logs, f"logs of container {container_id[:12]}", mutating=False)
@@ -365,8 +403,13 @@ class DockerRuntime:
 
         def open_stream(client: docker.DockerClient) -> LogStream:
             stream: LogStream = client.api.logs(
-                container_id, stdout=True, stderr=True, stream=True, follow=follow,
-                timestamps=True, tail="all" if tail is None else max(tail, 0),
+                container_id,
+                stdout=True,
+                stderr=True,
+                stream=True,
+                follow=follow,
+                timestamps=True,
+                tail="all" if tail is None else max(tail, 0),
                 since=since if since and since > 0 else None,
             )
             return stream

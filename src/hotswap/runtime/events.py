@@ -130,8 +130,9 @@ class EventHub:
     @contextmanager
     def subscribe(self, container_id: str) -> Iterator[Subscription[ContainerEvent]]:
         """Events of one container while the context is open (works before the stream is up)."""
-        sub: Subscription[ContainerEvent] = Subscription(f"container {container_id[:12]}",
-                                                         self._buffer)
+        sub: Subscription[ContainerEvent] = Subscription(
+            f"container {container_id[:12]}", self._buffer
+        )
         subs = self._containers.setdefault(container_id, set())
         subs.add(sub)
         try:
@@ -208,8 +209,9 @@ class EventHub:
             try:
                 stream = await self._connect(connect, since)
             except Exception as exc:  # the SDK raises docker and requests errors alike
-                log.warning("docker events stream: connect failed retry_in=%.1fs error=%s",
-                            backoff, exc)
+                log.warning(
+                    "docker events stream: connect failed retry_in=%.1fs error=%s", backoff, exc
+                )
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX)
                 continue

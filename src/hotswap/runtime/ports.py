@@ -93,8 +93,12 @@ class PortAllocator:
         """Record that container `owner` holds `port` (a new one, or one found running)."""
         previous = self._owner.get(port)
         if previous and previous != owner:
-            log.warning("host port claimed twice port=%d container=%s other=%s",
-                        port, owner[:12], previous[:12])
+            log.warning(
+                "host port claimed twice port=%d container=%s other=%s",
+                port,
+                owner[:12],
+                previous[:12],
+            )
         self._owner[port] = owner
 
     def release(self, port: int) -> None:

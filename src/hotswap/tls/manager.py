@@ -158,7 +158,7 @@ class TlsManager:
         return https_location(host, target, self.https_port)
 
     def https_origin(self, host: str) -> str | None:
-        """"https://<host>[:port]" when plain-HTTP requests for `host` go to HTTPS (an
+        """ "https://<host>[:port]" when plain-HTTP requests for `host` go to HTTPS (an
         HTTPS listener, tls.redirect_http, a certificate for `host`), else None."""
         listen = self.tls.listen
         if listen is None or not self.tls.redirect_http or not self.live.covers(host):
