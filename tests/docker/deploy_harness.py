@@ -133,7 +133,8 @@ class Harness:
         for _, backend in self.routes:
             backend.close()  # its pooled upstream connections
         for info in await self.runtime.list_managed():
-            if info.domain.endswith(self.suffix):
+            # A route key may carry a path ("x.deploy.test/api"): match its domain part.
+            if info.domain.partition("/")[0].endswith(self.suffix):
                 await self.runtime.remove(info.id)
 
 
