@@ -77,6 +77,12 @@ def _tokens(value: bytes) -> list[bytes]:
     return [token.strip(b" \t") for token in value.lower().split(b",")]
 
 
+def _says_close(value: bytes) -> bool:
+    """A Connection value names "close" (most say keep-alive: no list is made for them)."""
+    lowered = value.lower()
+    return b"close" in lowered and b"close" in _tokens(lowered)
+
+
 class _Quiet:
     """llhttp's protocol object: no callbacks. llhttp validates a head (in C, all of
     it, whatever the callbacks); `_fields` then takes the validated head apart with
@@ -411,7 +417,7 @@ class FastServerCodec(_FastCodec):
             if name == b"host":
                 hosts += 1
             elif name == b"connection":
-                if b"close" in _tokens(value):
+                if _says_close(value):
                     self._keep_alive = False
             elif name == b"expect":
                 expect = expect or b"100-continue" in _tokens(value)
@@ -601,7 +607,7 @@ class FastClientCodec(_FastCodec):
         version = line[5:8]
         self._headers, self._special = _fields(head, line_end)
         for name, value in self._special:
-            if name == b"connection" and b"close" in _tokens(value):
+            if name == b"connection" and _says_close(value):
                 self._keep_alive = False
         if version != b"1.1":
             if version != b"1.0":  # llhttp takes 0.9 and 2.0 too
