@@ -182,7 +182,7 @@ class ClientConnection:
         self.timer_slot = 0  # the timer wheel's
         self.gone = False  # the client closed, or a write to it failed
         self.final_error = False  # an error was written past the codec: nothing more is sent
-        self.idle = False  # waiting for a request, nothing of it received
+        self.idle = False  # waiting for a keep-alive request, nothing of it received
         self.in_head = False  # part of a request head received
         self.outcome: Outcome | None = None  # of the request being served
         self.tunnel: Tunnel | None = None
@@ -233,6 +233,12 @@ class ClientConnection:
                 if request is None:
                     return
                 first = False
+                if self.scope.cancel_called:
+                    # The drain or idle_timeout cut the keep-alive wait in the same tick
+                    # as this request arrived: close before it reaches the app (the
+                    # keep-alive race, which clients retry), never forward it and cut it.
+                    log.debug("request at the close of an idle connection client=%s", self.peer)
+                    return
                 outcome = Outcome(request, time.perf_counter())
                 self.outcome = outcome
                 await forward(self, codec, request, outcome, ctx.routes, parser, edge, ctx.controls)
@@ -277,10 +283,12 @@ class ClientConnection:
         elif not first:
             self.deadline_at(Phase.HEAD, now() + config.header_timeout)
         self.in_head = not waiting
-        if waiting:  # nothing of a request yet: shutdown may close it at once
+        if idle:  # a keep-alive wait: shutdown may close it at once
             if self.ctx.draining and not self.ctx.keep_idle:
                 return None
             self.idle = True
+        # (A new connection waits for its first request even while draining: the
+        # client was accepted and is sending it; header_timeout bounds the wait.)
         try:
             while True:
                 try:
