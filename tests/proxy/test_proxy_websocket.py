@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 from proxy_helpers import HOST, harness, until
 from trio_websocket import (
     ConnectionClosed,
@@ -177,3 +178,28 @@ async def test_a_websocket_client_that_stops_reading_ends_its_tunnel_after_idle_
             # Read nothing: the proxy's writes block; after idle_timeout it ends the tunnel.
             await backend.inflight.wait_idle()
             assert backend.inflight.open_tunnels == ()
+
+
+async def test_a_websocket_opened_during_the_shutdown_gets_its_close_1012_too() -> None:
+    """A connection accepted before the stop sends its first request during the drain;
+    when that is a WebSocket upgrade, the tunnel is asked to close at once like those
+    open when the drain began, not left to be cut when the grace ends."""
+    async with harness(limit=20) as h:
+        up = WsUpstream()
+        await h.nursery.start(up.run)
+        backend = h.route(HOST, up)  # type: ignore[arg-type]
+        proxy = await h.proxy()
+        stream = await trio.open_tcp_stream(HOST, proxy.port)
+        async with stream, trio.open_nursery() as nursery:
+            await until(lambda: proxy.open_connections == 1)
+            h.nursery.start_soon(proxy.shutdown, 30.0)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.fail_after(10):  # well inside the grace
+                ws = await wrap_client_stream(nursery, stream, HOST, "/")
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.get_message()
+            reason = closed.value.reason
+            assert reason is not None
+            assert reason.code == 1012
+            await ws.aclose()
+        await backend.inflight.wait_idle()

@@ -75,6 +75,10 @@ class Client(Protocol):
         """Bound the connection's next waits by `deadline` (timers.now() seconds;
         math.inf: none), as `phase`."""
 
+    def open_tunnel(self, tunnel: Tunnel) -> None:
+        """The exchange switched protocols: `tunnel` copies the bytes from now on (one
+        opened while the server drains is asked to close at once, like the others)."""
+
     def watch(self, waiting: bool) -> None:
         """Waiting on the backend (True) or not (False): while waiting long, a close
         by the client cancels the exchange."""

@@ -117,6 +117,9 @@ class ProxyContext:
         # the client may be sending on them right now, and the new process serves the
         # reconnect). ProxyServer.shutdown() sets both.
         self.keep_idle = False
+        # While draining: WebSockets get their close 1012 (websocket_drain = "close"),
+        # those opened during the drain too; False lets them run until the grace ends.
+        self.close_tunnels = True
 
     def record(self, outcome: Outcome, client: str, config: ServerConfig) -> None:
         """Count and log one answered request."""
@@ -192,13 +195,18 @@ class ClientConnection:
 
     # -- the loop --------------------------------------------------------------------
 
-    def drain(self, *, close_tunnel: bool = True) -> None:
+    def drain(self) -> None:
         """Shutdown: close now if idle (unless ctx.keep_idle); finish the exchange in
-        progress otherwise; a tunnel gets its close 1012 now if `close_tunnel`."""
+        progress otherwise; a tunnel gets its close 1012 now if ctx.close_tunnels."""
         if self.idle and not self.ctx.keep_idle:
             self.scope.cancel()
-        if self.tunnel is not None and close_tunnel:
+        if self.tunnel is not None and self.ctx.close_tunnels:
             self.tunnel.close_for_restart()
+
+    def open_tunnel(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+        if self.ctx.draining and self.ctx.close_tunnels:  # opened during the drain
+            tunnel.close_for_restart()
 
     async def serve(self) -> None:
         """Serve requests until the connection should close; linger if the client is sending."""
@@ -234,10 +242,12 @@ class ClientConnection:
                     return
                 first = False
                 if self.scope.cancel_called:
-                    # The drain or idle_timeout cut the keep-alive wait in the same tick
-                    # as this request arrived: close before it reaches the app (the
-                    # keep-alive race, which clients retry), never forward it and cut it.
-                    log.debug("request at the close of an idle connection client=%s", self.peer)
+                    # A deadline (or the drain) fired in the tick the head completed:
+                    # never forward a request whose connection is being cut (it would
+                    # reach the app and then get a wrong 504); header_timeout answers
+                    # 408 below, a closed keep-alive wait just closes (clients retry).
+                    log.debug("request head under a pending cancel client=%s", self.peer)
+                    self.in_head = self.phase is Phase.HEAD
                     return
                 outcome = Outcome(request, time.perf_counter())
                 self.outcome = outcome
@@ -307,6 +317,10 @@ class ClientConnection:
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         return None
                     if data and not self.in_head:
+                        if self.scope.cancel_called:
+                            # The drain or idle_timeout closed the keep-alive wait in
+                            # the tick these bytes came: close, as if they came after.
+                            return None
                         self.in_head = True
                         self.idle = False
                         if idle:

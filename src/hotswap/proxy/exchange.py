@@ -520,7 +520,7 @@ class Exchange:
         self.tunnel = tunnel
         inflight = self.backend.inflight
         inflight.request_to_tunnel(tunnel)
-        client.tunnel = tunnel
+        client.open_tunnel(tunnel)
         try:
             await tunnel.run()
         finally:

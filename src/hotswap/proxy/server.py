@@ -138,6 +138,7 @@ class ProxyServer:
         """
         if not self.ctx.draining:
             self.ctx.keep_idle = keep_idle
+            self.ctx.close_tunnels = close_tunnels
             self.ctx.draining = True
             self.stop_accepting()
             log.info(
@@ -147,7 +148,7 @@ class ProxyServer:
                 keep_idle,
             )
             for conn in list(self.connections):
-                conn.drain(close_tunnel=close_tunnels)
+                conn.drain()
             if not self.connections:
                 self._all_closed.set()
             with trio.move_on_after(grace):
