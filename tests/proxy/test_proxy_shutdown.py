@@ -129,3 +129,18 @@ async def test_a_connection_accepted_before_the_drain_is_served_when_its_request
                 assert await fresh.stream.receive_some(100) == b""
         assert proxy.open_connections == 0
         assert backend.inflight.total == 0
+
+
+async def test_a_silent_new_connection_does_not_hold_a_stop_for_header_timeout() -> None:
+    """A connection that sends nothing (a browser's preconnect) gets FIRST_REQUEST_GRACE
+    to start its request once the stop begins, not all of header_timeout: a stopping
+    process keeps its port closed until it exits."""
+    async with harness(limit=30) as h:
+        h.route("app.test", await h.upstream())
+        proxy = await h.proxy(header_timeout=60.0)
+        async with Client.connect(proxy.port) as silent:
+            await until(lambda: proxy.open_connections == 1)
+            with trio.fail_after(20):  # far below header_timeout and the grace
+                await proxy.shutdown(60.0)
+            assert await silent.stream.receive_some(100) == b""
+        assert proxy.open_connections == 0

@@ -61,6 +61,10 @@ ANSWER_TIMEOUT: Final = 1.0
 # Lingering close: how long and how much we read and drop after answering early.
 LINGER_TIMEOUT: Final = 2.0
 LINGER_LIMIT: Final = 64 * 1024 * 1024
+# A stop (not a takeover) gives a connection that has sent nothing yet this long for
+# its first request (a request on the wire), not all of header_timeout: a silent
+# connection (a browser's preconnect) must not keep a stopping process alive.
+FIRST_REQUEST_GRACE: Final = 1.0
 _CLOSE: Final = (b"connection", b"close")
 _CODECS: Final[dict[HttpParser, Callable[[int], ServerCodec]]] = {
     HttpParser.FAST: FastServerCodec,
@@ -138,6 +142,7 @@ class ClientConnection:
         "config",
         "ctx",
         "final_error",
+        "fresh",
         "gone",
         "handshake_timeout",
         "hsts",
@@ -186,6 +191,7 @@ class ClientConnection:
         self.gone = False  # the client closed, or a write to it failed
         self.final_error = False  # an error was written past the codec: nothing more is sent
         self.idle = False  # waiting for a keep-alive request, nothing of it received
+        self.fresh = False  # waiting for the first request, nothing of it received
         self.in_head = False  # part of a request head received
         self.outcome: Outcome | None = None  # of the request being served
         self.tunnel: Tunnel | None = None
@@ -196,10 +202,14 @@ class ClientConnection:
     # -- the loop --------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Shutdown: close now if idle (unless ctx.keep_idle); finish the exchange in
-        progress otherwise; a tunnel gets its close 1012 now if ctx.close_tunnels."""
-        if self.idle and not self.ctx.keep_idle:
-            self.scope.cancel()
+        """Shutdown: close now if idle, within FIRST_REQUEST_GRACE if nothing came yet
+        (unless ctx.keep_idle: a takeover serves both); finish the exchange in progress
+        otherwise; a tunnel gets its close 1012 now if ctx.close_tunnels."""
+        if not self.ctx.keep_idle:
+            if self.idle:
+                self.scope.cancel()
+            elif self.fresh:
+                self.ctx.timers.sooner(self, now() + FIRST_REQUEST_GRACE)
         if self.tunnel is not None and self.ctx.close_tunnels:
             self.tunnel.close_for_restart()
 
@@ -297,8 +307,12 @@ class ClientConnection:
             if self.ctx.draining and not self.ctx.keep_idle:
                 return None
             self.idle = True
-        # (A new connection waits for its first request even while draining: the
-        # client was accepted and is sending it; header_timeout bounds the wait.)
+        elif waiting:
+            # A new connection waits for its first request even while draining: the
+            # client was accepted and may be sending it (see drain()).
+            if self.ctx.draining and not self.ctx.keep_idle:
+                self.ctx.timers.sooner(self, now() + FIRST_REQUEST_GRACE)
+            self.fresh = True
         try:
             while True:
                 try:
@@ -317,6 +331,7 @@ class ClientConnection:
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         return None
                     if data and not self.in_head:
+                        self.fresh = False
                         if self.scope.cancel_called:
                             # The drain or idle_timeout closed the keep-alive wait in
                             # the tick these bytes came: close, as if they came after.
@@ -337,6 +352,7 @@ class ClientConnection:
                     return None
         finally:
             self.idle = False
+            self.fresh = False
 
     async def _after_deadline(self) -> None:
         """The connection's scope was cancelled: answer for what timed out, then close."""

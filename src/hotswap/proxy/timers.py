@@ -80,6 +80,12 @@ class TimerWheel:
                 self._wake = None
         conn.timer_slot = new
 
+    def sooner(self, conn: Timed, deadline: float) -> None:
+        """set(), unless `conn` already expires by then."""
+        slot = max(math.ceil(deadline / self.tick), self._done + 1)
+        if not conn.timer_slot or slot < conn.timer_slot:
+            self.set(conn, deadline)
+
     def clear(self, conn: Timed) -> None:
         """`conn` has no deadline any more (it closed)."""
         self.set(conn, math.inf)
