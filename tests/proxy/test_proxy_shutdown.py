@@ -8,6 +8,8 @@ import trio
 import trio.testing
 from proxy_helpers import Client, Exchange, harness, until, wait_for_requests
 
+from hotswap.proxy.connection import FIRST_REQUEST_GRACE
+
 
 async def test_shutdown_finishes_requests_in_flight_and_closes_idle_connections() -> None:
     release = trio.Event()
@@ -143,4 +145,37 @@ async def test_a_silent_new_connection_does_not_hold_a_stop_for_header_timeout()
             with trio.fail_after(20):  # far below header_timeout and the grace
                 await proxy.shutdown(60.0)
             assert await silent.stream.receive_some(100) == b""
+        assert proxy.open_connections == 0
+
+
+async def test_a_first_request_begun_in_the_grace_gets_header_timeout_to_finish() -> None:
+    """FIRST_REQUEST_GRACE bounds the wait for a request to begin; one that began in it
+    is a request on the wire: its head has header_timeout from its first byte."""
+    async with harness() as h:
+        h.route("app.test", await h.upstream())
+        proxy = await h.proxy(header_timeout=30.0)
+        async with Client.connect(proxy.port) as slow, trio.open_nursery() as nursery:
+            await until(lambda: proxy.open_connections == 1)
+            nursery.start_soon(proxy.shutdown, 30.0)
+            await trio.testing.wait_all_tasks_blocked()
+            await slow.stream.send_all(b"GET / HTTP/1.1\r\n")
+            await trio.sleep(FIRST_REQUEST_GRACE + 0.5)
+            await slow.stream.send_all(b"Host: app.test\r\n\r\n")
+            raw = await read_until_closed(slow.stream)
+            assert raw.startswith(b"HTTP/1.1 200 "), raw[:80]
+        assert proxy.open_connections == 0
+
+
+async def test_a_takeover_serves_a_first_request_whenever_it_comes() -> None:
+    """The takeover's drain (keep_idle) gives a silent connection no shorter deadline: the
+    new process serves the reconnects, nothing is gained by closing it."""
+    async with harness() as h:
+        h.route("app.test", await h.upstream())
+        proxy = await h.proxy(header_timeout=30.0)
+        async with Client.connect(proxy.port) as late, trio.open_nursery() as nursery:
+            await until(lambda: proxy.open_connections == 1)
+            nursery.start_soon(lambda: proxy.shutdown(30.0, keep_idle=True))
+            await trio.sleep(FIRST_REQUEST_GRACE + 0.5)
+            resp = await late.request("GET", "/", "app.test")
+            assert (resp.status, resp.headers[b"connection"]) == (200, b"close")
         assert proxy.open_connections == 0

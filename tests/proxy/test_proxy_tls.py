@@ -24,6 +24,7 @@ from proxy_helpers import (
     make_config,
     raw_exchange,
     status_of,
+    until,
 )
 from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_client_stream
 from trio_websocket import serve_websocket as ws_serve
@@ -46,7 +47,7 @@ class Tls:
         return context
 
 
-def make_tls(folder: Path, *names: str, extra: str = "") -> Tls:
+def make_tls(folder: Path, *names: str, extra: str = "", handshake_timeout: str = "0.5s") -> Tls:
     ca = trustme.CA()
     leaf = ca.issue_cert(*names)
     cert, key = folder / "chain.pem", folder / "key.pem"
@@ -58,7 +59,7 @@ def make_tls(folder: Path, *names: str, extra: str = "") -> Tls:
         certificates = [{{ cert = "{cert}", key = "{key}" }}]
         hsts = "max-age=600"
         certs_dir = "{folder / "certs"}"
-        handshake_timeout = "0.5s"
+        handshake_timeout = "{handshake_timeout}"
         {extra}
     """
     return Tls(ca, TlsManager(parse_config(tomllib.loads(text), folder / "hotswap.toml")))
@@ -170,6 +171,24 @@ async def test_a_stalled_handshake_is_closed_after_handshake_timeout(tmp_path: P
             assert await stream.receive_some(100) == b""  # closed by the proxy
         assert proxy.open_connections == 0
     assert tls.failures == ["timeout"]
+
+
+async def test_a_stop_does_not_wait_handshake_timeout_for_a_silent_tls_client(
+    tmp_path: Path,
+) -> None:
+    """A TLS connection whose handshake has not begun gets a stop's short grace for a
+    first request, not all of handshake_timeout (the port is closed until the exit)."""
+    tls = make_tls(tmp_path, "app.test", handshake_timeout="60s")
+    async with harness(limit=30) as h:
+        proxy = await start(h, tls)
+        assert proxy.tls_port is not None
+        stream = await trio.open_tcp_stream(HOST, proxy.tls_port)
+        async with stream:
+            await until(lambda: proxy.open_connections == 1)
+            with trio.fail_after(20):  # far below handshake_timeout and the grace
+                await proxy.shutdown(60.0)
+            assert await stream.receive_some(100) == b""
+        assert proxy.open_connections == 0
 
 
 async def test_plain_http_for_a_domain_with_a_certificate_is_redirected_to_https(

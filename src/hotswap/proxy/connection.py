@@ -202,13 +202,14 @@ class ClientConnection:
     # -- the loop --------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Shutdown: close now if idle, within FIRST_REQUEST_GRACE if nothing came yet
-        (unless ctx.keep_idle: a takeover serves both); finish the exchange in progress
-        otherwise; a tunnel gets its close 1012 now if ctx.close_tunnels."""
+        """Shutdown: close now if idle; within FIRST_REQUEST_GRACE if no request has
+        begun or the TLS handshake is not done (a takeover, ctx.keep_idle, serves them
+        all); finish the exchange in progress otherwise; a tunnel gets its close 1012
+        now if ctx.close_tunnels."""
         if not self.ctx.keep_idle:
             if self.idle:
                 self.scope.cancel()
-            elif self.fresh:
+            elif self.fresh or self.phase is Phase.HANDSHAKE:
                 self.ctx.timers.sooner(self, now() + FIRST_REQUEST_GRACE)
         if self.tunnel is not None and self.ctx.close_tunnels:
             self.tunnel.close_for_restart()
@@ -254,10 +255,10 @@ class ClientConnection:
                 if self.scope.cancel_called:
                     # A deadline (or the drain) fired in the tick the head completed:
                     # never forward a request whose connection is being cut (it would
-                    # reach the app and then get a wrong 504); header_timeout answers
-                    # 408 below, a closed keep-alive wait just closes (clients retry).
-                    log.debug("request head under a pending cancel client=%s", self.peer)
-                    self.in_head = self.phase is Phase.HEAD
+                    # reach the app and then get a wrong 504). It closes with no
+                    # answer: the keep-alive race for a drain or idle_timeout, which
+                    # clients retry; a head that ends just as header_timeout passes.
+                    log.info("request head at its deadline, closing client=%s", self.peer)
                     return
                 outcome = Outcome(request, time.perf_counter())
                 self.outcome = outcome
@@ -338,7 +339,9 @@ class ClientConnection:
                             return None
                         self.in_head = True
                         self.idle = False
-                        if idle:
+                        if idle or self.ctx.draining:
+                            # header_timeout from the first byte: of a keep-alive
+                            # request, or of one begun in a stop's FIRST_REQUEST_GRACE
                             head_started = now()
                     codec.receive(data)
                 elif type(event) is RequestHead:
