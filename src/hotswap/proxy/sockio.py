@@ -28,6 +28,8 @@ _CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 
 def _error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    if isinstance(exc, ssl.SSLError):  # its errno is OpenSSL's, not the socket's
+        return trio.BrokenResourceError(f"TLS: {exc}")
     if exc.errno in _CLOSED_ERRNOS:
         return trio.ClosedResourceError("the socket was closed")
     return trio.BrokenResourceError(f"socket connection broken: {exc}")
@@ -57,13 +59,13 @@ class Transport(Protocol):
         """Close at once (a task waiting on the socket gets ClosedResourceError)."""
 
 
-class SocketTransport:
-    """A plain TCP socket (non-blocking), on the hot path."""
+class _Fair:
+    """What both transports share: the yield after FAIR_RUN calls that did not wait,
+    and the close."""
 
     __slots__ = ("_run", "socket")
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
         self.socket = sock
         self._run = 0  # calls in a row that did not wait
 
@@ -72,6 +74,22 @@ class SocketTransport:
         if self._run >= FAIR_RUN:
             self._run = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def close(self) -> None:
+        sock = self.socket
+        if sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+
+class SocketTransport(_Fair):
+    """A plain TCP socket (non-blocking), on the hot path."""
+
+    __slots__ = ()
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        super().__init__(sock)
 
     def receive_nowait(self, max_bytes: int) -> bytes | None:
         try:
@@ -136,39 +154,21 @@ class SocketTransport:
             except OSError as exc:
                 raise _error(exc) from exc
 
-    def close(self) -> None:
-        sock = self.socket
-        if sock.fileno() >= 0:
-            trio.lowlevel.notify_closing(sock)
-            sock.close()
 
-
-class TlsTransport:
+class TlsTransport(_Fair):
     """A non-blocking ssl.SSLSocket after its handshake (the client side of HTTPS).
 
     OpenSSL needs a write that could not finish to be retried with the same bytes:
     send_nowait() writes all of `data` or nothing (0), and the caller's send() of the
     same `data` retries it."""
 
-    __slots__ = ("_run", "socket")
-
-    def __init__(self, sock: ssl.SSLSocket) -> None:
-        self.socket: socket.socket = sock
-        self._run = 0
-
-    async def _fair(self) -> None:
-        self._run += 1
-        if self._run >= FAIR_RUN:
-            self._run = 0
-            await trio.lowlevel.cancel_shielded_checkpoint()
+    __slots__ = ()
 
     def receive_nowait(self, max_bytes: int) -> bytes | None:
         try:
             return self.socket.recv(max_bytes)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
-        except ssl.SSLError as exc:
-            raise trio.BrokenResourceError(f"TLS: {exc}") from exc
         except OSError as exc:
             raise _error(exc) from exc
 
@@ -189,8 +189,6 @@ class TlsTransport:
                 await trio.lowlevel.wait_readable(sock)
             except ssl.SSLWantWriteError:
                 await trio.lowlevel.wait_writable(sock)
-            except ssl.SSLError as exc:
-                raise trio.BrokenResourceError(f"TLS: {exc}") from exc
             except OSError as exc:
                 raise _error(exc) from exc
 
@@ -199,8 +197,6 @@ class TlsTransport:
             self.socket.send(data)  # all of it (no partial writes), or an SSLWant*Error
         except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return 0
-        except ssl.SSLError as exc:
-            raise trio.BrokenResourceError(f"TLS: {exc}") from exc
         except OSError as exc:
             raise _error(exc) from exc
         return len(data)
@@ -213,8 +209,6 @@ class TlsTransport:
             wait = trio.lowlevel.wait_writable
         except ssl.SSLWantReadError:
             wait = trio.lowlevel.wait_readable
-        except ssl.SSLError as exc:
-            raise trio.BrokenResourceError(f"TLS: {exc}") from exc
         except OSError as exc:
             raise _error(exc) from exc
         else:
@@ -230,16 +224,8 @@ class TlsTransport:
                 wait = trio.lowlevel.wait_writable
             except ssl.SSLWantReadError:
                 wait = trio.lowlevel.wait_readable
-            except ssl.SSLError as exc:
-                raise trio.BrokenResourceError(f"TLS: {exc}") from exc
             except OSError as exc:
                 raise _error(exc) from exc
-
-    def close(self) -> None:
-        sock = self.socket
-        if sock.fileno() >= 0:
-            trio.lowlevel.notify_closing(sock)
-            sock.close()
 
 
 def peek_closed(sock: socket.socket) -> bool | None:
