@@ -28,14 +28,8 @@ class AdoptionPlan:
     unknown: list[ContainerInfo] = field(default_factory=list)  # domains not in the config
 
 
-def _serving(info: ContainerInfo) -> bool:
-    """Up and not between two crashes: Docker says Running for a container that is
-    restarting (unless-stopped brings a crashing one back), its status says more."""
-    return info.running and info.status == "running"
-
-
 def _rank(info: ContainerInfo) -> tuple[int, int, float]:
-    return (int(_serving(info)), _HEALTH_RANK.get(info.health, 0), info.created)
+    return (int(info.serving), _HEALTH_RANK.get(info.health, 0), info.created)
 
 
 def plan_adoption(domains: Iterable[str], containers: Iterable[ContainerInfo]) -> AdoptionPlan:
@@ -52,7 +46,7 @@ def plan_adoption(domains: Iterable[str], containers: Iterable[ContainerInfo]) -
     for domain in wanted:
         candidates = sorted(by_domain.get(domain, []), key=_rank, reverse=True)
         best = candidates[0] if candidates else None
-        if best is None or not _serving(best) or best.address is None:
+        if best is None or not best.serving or best.address is None:
             plan.deploy.append(domain)
             plan.remove.extend(candidates)
             continue

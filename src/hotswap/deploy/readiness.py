@@ -160,7 +160,7 @@ async def _wait_delay(
         while True:
             await _check_fatal(runtime, await events.receive(), state)
     info = await runtime.inspect(container.id)
-    state.running = info.running and info.status == "running"
+    state.running = info.serving
     if not state.running:
         # Only reachable if it stopped without an exit (paused) or an exit is still on its
         # way: either way it is not ready, and waiting for it would only hide a crash loop.

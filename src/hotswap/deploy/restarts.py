@@ -121,7 +121,7 @@ class RestartWatch:
             return
         self._on_info(info)
         for domain, backend in self._routes.serving(container_id):
-            if info.running and info.status == "running" and info.address is not None:
+            if info.serving and info.address is not None:
                 self._running_again(domain, backend, info)
             elif backend.state is BackendState.UP:
                 reason = down_reason(info, backend.name, info.exit_code)

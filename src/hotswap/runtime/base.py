@@ -103,6 +103,12 @@ class ContainerInfo:
     mounts: tuple[str, ...] = ()  # "app-data:/data", "/srv/uploads:/uploads:ro"
     networks: tuple[str, ...] = ()  # user-defined networks it is attached to
 
+    @property
+    def serving(self) -> bool:
+        """Up and not between two crashes: Docker says Running for a container that is
+        restarting (unless-stopped brings a crashing one back), its status says more."""
+        return self.running and self.status == "running"
+
 
 @dataclass(frozen=True)
 class ContainerEvent:
