@@ -127,3 +127,20 @@ def test_default_certs_dir_depends_on_the_user() -> None:
     assert ca_folder("https://acme-v02.api.letsencrypt.org/directory") == (
         "acme-v02.api.letsencrypt.org-directory"
     )
+
+
+def test_a_stored_certificate_keeps_its_key_out_of_its_chain(tmp_path: Path) -> None:
+    """The file holds the key, then the chain; a loaded Certificate has them apart, so
+    the context serves the chain once (leaf, then issuer) and the key is in no chain."""
+    issued = ThrowawayCA(tmp_path).issue("app.example.com")
+    store = CertificateStore(tmp_path / "tls")
+    store.open()
+    saved = store.save(DIRECTORY, "app.example.com", issued.key_pem, issued.chain_pem)
+    loaded = store.load(DIRECTORY, "app.example.com")
+    assert loaded is not None
+    for certificate in (saved, loaded):
+        assert b"PRIVATE KEY" not in certificate.chain_pem
+        assert certificate.chain_pem == issued.chain_pem
+        assert certificate.key_pem.strip() == issued.key_pem.strip()
+    path = store.certificate_path(DIRECTORY, "app.example.com")
+    assert path.read_bytes() == issued.key_pem.rstrip(b"\n") + b"\n" + issued.chain_pem

@@ -32,7 +32,7 @@ from hotswap.tls.names import covers, normalize_name
 Part = Literal["cert", "key"]
 Source = Literal["file", "acme"]
 
-_PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
 
 class CertificateError(ValueError):
@@ -150,9 +150,9 @@ def _read(path: Path, part: Part) -> bytes:
 
 
 def _load_chain(pem: bytes, name: str) -> list[x509.Certificate]:
-    if _PEM_CERTIFICATE not in pem:
+    if PEM_CERTIFICATE not in pem:
         raise CertificateError(
-            f'{name}: no certificate found (expected PEM "{_PEM_CERTIFICATE.decode()}")'
+            f'{name}: no certificate found (expected PEM "{PEM_CERTIFICATE.decode()}")'
         )
     try:
         return x509.load_pem_x509_certificates(pem)

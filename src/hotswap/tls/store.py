@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hotswap.tls.certificate import Certificate, CertificateError, parse_pair
+from hotswap.tls.certificate import PEM_CERTIFICATE, Certificate, CertificateError, parse_pair
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,11 @@ class CertificateStore:
             pem = path.read_bytes()
         except FileNotFoundError:
             return None
+        key_pem, chain_pem = _split_stored(pem)
         try:
-            return parse_pair(pem, pem, cert_name=str(path), key_name=str(path), source="acme")
+            return parse_pair(
+                chain_pem, key_pem, cert_name=str(path), key_name=str(path), source="acme"
+            )
         except CertificateError as exc:
             log.warning("ignoring a stored certificate path=%s error=%s", path, exc)
             return None
@@ -118,11 +121,22 @@ class CertificateStore:
     def save(self, directory_url: str, name: str, key_pem: bytes, chain_pem: bytes) -> Certificate:
         """Check, then store a new certificate for `name`, replacing the old one."""
         path = self.certificate_path(directory_url, name)
-        pem = key_pem.rstrip(b"\n") + b"\n" + chain_pem
-        certificate = parse_pair(pem, pem, cert_name=str(path), key_name=str(path), source="acme")
+        key_pem = key_pem.rstrip(b"\n") + b"\n"
+        certificate = parse_pair(
+            chain_pem, key_pem, cert_name=str(path), key_name=str(path), source="acme"
+        )
         _private_dir(path.parent)
-        write_atomic(path, pem)
+        write_atomic(path, key_pem + chain_pem)
         return certificate
+
+
+def _split_stored(pem: bytes) -> tuple[bytes, bytes]:
+    """A stored file's key and chain: the key comes first, then the certificates (each
+    part is kept apart in a Certificate, so the key is never part of its chain)."""
+    start = pem.find(PEM_CERTIFICATE)
+    if start < 0:
+        return pem, b""  # no certificate: parse_pair says so
+    return pem[:start], pem[start:]
 
 
 def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
