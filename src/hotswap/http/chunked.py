@@ -49,10 +49,6 @@ class ChunkedDecoder:
         self._left = 0
         self._trailers = 0
 
-    @property
-    def done(self) -> bool:
-        return self._state == _DONE
-
     def next(self, buf: bytes, pos: int) -> tuple[bytes | bool | None, int]:
         """(event, new position): body bytes; True once the body (trailers included)
         ended; None when more bytes are needed. Raises FramingError."""

@@ -61,7 +61,7 @@ _SCHEMES = {"http": b"http", "https": b"https"}
 
 
 @lru_cache(maxsize=256)
-def _split_tokens(value: bytes) -> frozenset[bytes]:
+def split_tokens(value: bytes) -> frozenset[bytes]:
     """The lower-cased tokens of one Connection value (values repeat: cached)."""
     return frozenset(t for t in (t.strip(b" \t") for t in value.lower().split(b",")) if t)
 
@@ -71,7 +71,7 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
     tokens: frozenset[bytes] = frozenset()
     for name, value in headers:
         if name == b"connection":
-            tokens = tokens | _split_tokens(value) if tokens else _split_tokens(value)
+            tokens = tokens | split_tokens(value) if tokens else split_tokens(value)
     return tokens
 
 
@@ -86,7 +86,7 @@ def is_upgrade_request(headers: Headers) -> bytes | None:
     for name, value in headers:
         if name in _UPGRADE_NAMES:
             if name == b"connection":
-                wants_upgrade = wants_upgrade or b"upgrade" in _split_tokens(value)
+                wants_upgrade = wants_upgrade or b"upgrade" in split_tokens(value)
             else:
                 value = value.strip(b" \t").lower()
                 if value:
@@ -99,7 +99,7 @@ _UPGRADE_NAMES = frozenset({b"connection", b"upgrade"})
 
 @lru_cache(maxsize=256)
 def _named_by(value: bytes, ignored: frozenset[bytes]) -> frozenset[bytes]:
-    return _split_tokens(value) - ignored
+    return split_tokens(value) - ignored
 
 
 def _named_in(values: list[bytes], ignored: frozenset[bytes]) -> frozenset[bytes]:

@@ -17,7 +17,6 @@ are escaped so a line stays one line.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -95,11 +94,10 @@ class AccessLog:
             AccessLogFormat.COMBINED: self._combined,
         }
 
-    def record(self, outcome: Outcome, client: str, fmt: str) -> None:
-        """Log one request in format `fmt` (an AccessLogFormat value)."""
+    def record(self, outcome: Outcome, client: str, fmt: str, duration: float) -> None:
+        """Log one request (`duration` seconds) in format `fmt` (an AccessLogFormat value)."""
         formatter = self._formats.get(fmt)
         if formatter is not None:
-            duration = time.perf_counter() - outcome.started
             self._write(formatter(outcome, client, duration))
 
     def _text(self, outcome: Outcome, client: str, duration: float) -> str:
@@ -181,4 +179,4 @@ class AccessLog:
             self._wake = None
 
     def __repr__(self) -> str:
-        return f"AccessLog(buffered={len(self._lines)}, next flush={math.inf})"
+        return f"AccessLog(buffered={len(self._lines)})"

@@ -27,7 +27,14 @@ from typing import Final
 import httptools
 
 from hotswap.http.chunked import ChunkedDecoder
-from hotswap.http.framing import BodyKind, FramingError, body_framing, response_body
+from hotswap.http.framing import (
+    BodyKind,
+    FramingError,
+    body_framing,
+    request_body,
+    response_body,
+)
+from hotswap.http.headers import split_tokens
 from hotswap.http.serialize import request_head, response_head
 from hotswap.proxy.codec import (
     CLOSED,
@@ -73,16 +80,6 @@ _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _REASON_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def _tokens(value: bytes) -> list[bytes]:
-    return [token.strip(b" \t") for token in value.lower().split(b",")]
-
-
-def _says_close(value: bytes) -> bool:
-    """A Connection value names "close" (most say keep-alive: no list is made for them)."""
-    lowered = value.lower()
-    return b"close" in lowered and b"close" in _tokens(lowered)
-
-
 class _Quiet:
     """llhttp's protocol object: no callbacks. llhttp validates a head (in C, all of
     it, whatever the callbacks); `_fields` then takes the validated head apart with
@@ -119,7 +116,6 @@ class _FastCodec:
         "_buf",
         "_chunks",
         "_eof",
-        "_headers",
         "_keep_alive",
         "_left",
         "_max_head",
@@ -129,7 +125,6 @@ class _FastCodec:
         "_ours",
         "_pos",
         "_scan",
-        "_special",
         "_switch_proposed",
         "_theirs",
     )
@@ -149,8 +144,6 @@ class _FastCodec:
         self._chunks: ChunkedDecoder | None = None
         self._our_body = BodyKind.NONE
         self._our_left = 0
-        self._headers: Headers = []
-        self._special: Headers = []
         self._switch_proposed = False  # an Upgrade was asked for in this cycle
 
     # -- receiving -----------------------------------------------------------------
@@ -250,11 +243,19 @@ class _FastCodec:
         self._theirs = _ERROR
         return ProtocolError(message, status)
 
-    def _framing(self) -> tuple[int | None, bool]:
+    def _framing(self, special: Headers) -> tuple[int | None, bool]:
         try:
-            return body_framing(self._special)
+            return body_framing(special)
         except FramingError as exc:
             raise self._error(str(exc), exc.status) from exc
+
+    def _expect_body(self, kind: BodyKind, length: int | None) -> None:
+        """The peer's message has a body of `kind` (`length` bytes for LENGTH)."""
+        if kind is BodyKind.CHUNKED:
+            self._chunks = ChunkedDecoder()
+        self._body = kind
+        self._left = length or 0
+        self._theirs = _BODY_END if kind is BodyKind.NONE else _BODY
 
     def _peer_parse_error(self, exc: Exception) -> ProtocolError:
         message = str(exc) or type(exc).__name__
@@ -376,8 +377,10 @@ class FastServerCodec(_FastCodec):
         if theirs == _BODY_END:
             self._body_complete()
             return END
-        if theirs == _DONE or theirs == _SWITCH:
-            return self._after_message() if theirs == _DONE else PAUSED
+        if theirs == _DONE:
+            return self._after_message()
+        if theirs == _SWITCH:
+            return PAUSED
         if theirs == _CLOSED:
             return CLOSED
         raise ProtocolError("the connection is in an error state")
@@ -408,19 +411,19 @@ class FastServerCodec(_FastCodec):
         if line[-9:-3] != b" HTTP/" or b" " in target or b"\t" in target:
             raise self._error("invalid request line")
         version = line[-3:]
-        self._headers, self._special = _fields(head, line_end)
+        headers, special = _fields(head, line_end)
         self._version = version
         hosts = 0
         expect = False
         upgrade = False
-        for name, value in self._special:
+        for name, value in special:
             if name == b"host":
                 hosts += 1
             elif name == b"connection":
-                if _says_close(value):
+                if b"close" in split_tokens(value):
                     self._keep_alive = False
             elif name == b"expect":
-                expect = expect or b"100-continue" in _tokens(value)
+                expect = expect or b"100-continue" in split_tokens(value)
             elif name == b"upgrade":
                 # A switch is proposed by a protocol named, not by an empty list (as h11).
                 upgrade = upgrade or bool(value.strip(b" \t,"))
@@ -432,25 +435,16 @@ class FastServerCodec(_FastCodec):
         else:
             self._keep_alive = False
             expect = False
-        length, chunked = self._framing()
+        length, chunked = self._framing(special)
         self._method = method
         self._continue = expect
         self._ours = _WAIT
-        if chunked:
-            self._body = BodyKind.CHUNKED
-            self._chunks = ChunkedDecoder()
-            self._theirs = _BODY
-        elif length:
-            self._body = BodyKind.LENGTH
-            self._left = length
-            self._theirs = _BODY
-        else:
-            self._theirs = _BODY_END
+        self._expect_body(request_body(length, chunked), length)
         self._switch_proposed = upgrade
         return RequestHead(
             method,
             target,
-            self._headers,
+            headers,
             version,
             length=length,
             chunked=chunked,
@@ -551,10 +545,7 @@ class FastClientCodec(_FastCodec):
             elif name == b"connection" and value == b"close":
                 self._keep_alive = False
         self._method = method
-        if chunked:
-            self._start_sending(BodyKind.CHUNKED, 0)
-        else:
-            self._start_sending(BodyKind.LENGTH if length else BodyKind.NONE, length)
+        self._start_sending(request_body(length, chunked), length)
         return request_head(method, target, headers)
 
     @property
@@ -605,18 +596,16 @@ class FastClientCodec(_FastCodec):
         if status < 100:  # llhttp takes any three digits (RFC 9110 §15: 100-599)
             raise self._error("invalid status line")
         version = line[5:8]
-        self._headers, self._special = _fields(head, line_end)
-        for name, value in self._special:
-            if name == b"connection" and _says_close(value):
+        headers, special = _fields(head, line_end)
+        for name, value in special:
+            if name == b"connection" and b"close" in split_tokens(value):
                 self._keep_alive = False
         if version != b"1.1":
             if version != b"1.0":  # llhttp takes 0.9 and 2.0 too
                 raise self._error("the response's HTTP version is not 1.0 or 1.1")
             self._keep_alive = False
-        length, chunked = self._framing()
-        response = ResponseHead(
-            status, self._headers, line[13:], version, length=length, chunked=chunked
-        )
+        length, chunked = self._framing(special)
+        response = ResponseHead(status, headers, line[13:], version, length=length, chunked=chunked)
         if status < 200:
             if status == 101:
                 if not self._switch_proposed:
@@ -627,11 +616,7 @@ class FastClientCodec(_FastCodec):
             return response  # other 1xx: the final head follows
         self._switch_proposed = False
         kind = response_body(self._method, status, length, chunked)
-        if kind is BodyKind.CHUNKED:
-            self._chunks = ChunkedDecoder()
-        elif kind is BodyKind.CLOSE:
+        if kind is BodyKind.CLOSE:
             self._keep_alive = False
-        self._body = kind
-        self._left = length or 0
-        self._theirs = _BODY_END if kind is BodyKind.NONE else _BODY
+        self._expect_body(kind, length)
         return response

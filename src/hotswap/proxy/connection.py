@@ -127,11 +127,11 @@ class ProxyContext:
 
     def record(self, outcome: Outcome, client: str, config: ServerConfig) -> None:
         """Count and log one answered request."""
+        duration = time.perf_counter() - outcome.started
         observe = self.observe
         if observe is not None:
-            duration = time.perf_counter() - outcome.started
             observe(outcome.route, outcome.status, duration, outcome.connect_error)
-        self.access_log.record(outcome, client, config.access_log)
+        self.access_log.record(outcome, client, config.access_log, duration)
 
 
 class ClientConnection:
@@ -240,7 +240,6 @@ class ClientConnection:
         codec = self.codec
         ctx = self.ctx
         config = self.config
-        parser = config.http_parser
         edge = ctx.edge
         first = True
         with self.scope:
@@ -262,7 +261,7 @@ class ClientConnection:
                     return
                 outcome = Outcome(request, time.perf_counter())
                 self.outcome = outcome
-                await forward(self, codec, request, outcome, ctx.routes, parser, edge, ctx.controls)
+                await forward(self, codec, request, outcome, ctx.routes, edge, ctx.controls)
                 self.outcome = None
                 ctx.record(outcome, self.peer, config)
                 if outcome.close or self.final_error or codec.switched:

@@ -112,7 +112,7 @@ class RouteControls:
         if control is None or not control.paused:
             return False
         control.resume()
-        self._forget_idle()
+        self.forget_idle()
         return True
 
     def set_maintenance(self, route: str, maintenance: Maintenance | None) -> None:
@@ -121,7 +121,7 @@ class RouteControls:
             control = self._controls.get(route)
             if control is not None:
                 control.maintenance = None
-                self._forget_idle()
+                self.forget_idle()
             return
         self._control(route).maintenance = maintenance
 
@@ -132,15 +132,12 @@ class RouteControls:
         self.active = True
         return control
 
-    def _forget_idle(self) -> None:
-        # A control with waiters stays until they are gone (they pass the turn on).
+    def forget_idle(self) -> None:
+        """Drop controls with nothing set and nobody waiting (after waiters left); a
+        control with waiters stays until they are gone (they pass the turn on)."""
         for route in [r for r, c in self._controls.items() if c.idle]:
             del self._controls[route]
         self.active = bool(self._controls)
-
-    def forget_idle(self) -> None:
-        """Drop controls with nothing set and nobody waiting (after waiters left)."""
-        self._forget_idle()
 
     # -- state for the disk, the status and the admin API ------------------------------------
 

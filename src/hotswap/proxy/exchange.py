@@ -20,7 +20,6 @@ from typing import Final
 
 import trio
 
-from hotswap.config import HttpParser
 from hotswap.errors import (
     UpstreamConnectError,
     UpstreamError,
@@ -89,7 +88,6 @@ class Exchange:
         "codec",
         "head_deadline",
         "outcome",
-        "parser",
         "received",
         "request",
         "tunnel",
@@ -105,14 +103,12 @@ class Exchange:
         request: RequestHead,
         backend: Backend,
         outcome: Outcome,
-        parser: HttpParser,
     ) -> None:
         self.client = client
         self.codec = codec
         self.request = request
         self.backend = backend
         self.outcome = outcome
-        self.parser = parser
         self.up: UpstreamConnection | None = None
         self.received = False  # any byte of the response arrived
         self.head_deadline = math.inf  # the response head is due by then
@@ -188,10 +184,7 @@ class Exchange:
                     return
                 # A response head was serialised but nothing was written (the request
                 # body turned out malformed while the upstream answered early): the
-                # client still gets its error, written past the codec, then a close.
-                outcome.status = status
-                await self.client.send_error(status, detail, close=True)
-                return
+                # client still gets its error (send_error writes it past the codec).
             outcome.status = status
             await self.client.send_error(status, detail, close=close or not codec.peer_done)
         except ClientGone:
@@ -268,7 +261,7 @@ class Exchange:
         self.client.deadline_at(Phase.NONE, math.inf)  # what reading the head left is stale
         try:
             with trio.fail_after(timeout):
-                return await pool.connect(self.parser)
+                return await pool.connect(self.client.config.http_parser)
         except trio.TooSlowError:
             raise UpstreamConnectError(
                 f"connect to {pool.address} timed out after {timeout}s"

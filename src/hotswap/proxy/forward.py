@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 from typing import Final, Protocol
 
-from hotswap.config import HttpParser
 from hotswap.http.checks import refusal
+from hotswap.http.headers import Headers
 from hotswap.http.host import BadHost, request_host
 from hotswap.http.pages import accepts_only_json, error_page, maintenance_page, retry_after
-from hotswap.http.redirect import redirect_location, redirect_response, redirect_to
+from hotswap.http.redirect import redirect_response
 from hotswap.proxy.client import Client, ClientGone, Phase
 from hotswap.proxy.codec import RequestHead, ServerCodec
 from hotswap.proxy.controls import Control, RouteControls
@@ -70,13 +70,20 @@ async def _edge(
         origin = edge.https_origin(host)
         if origin is None or _forwarded_https(client, request):
             return False
-        status, headers, body = redirect_to(redirect_location(origin, request.target))
+        status, headers, body = redirect_response(origin, request.target)
+    await _respond(client, outcome, status, headers, body, close=request.has_body)
+    return True
+
+
+async def _respond(
+    client: Client, outcome: Outcome, status: int, headers: Headers, body: bytes, *, close: bool
+) -> None:
+    """Answer the request with a whole response of our own instead of forwarding it."""
     outcome.status = status
     try:
-        await client.send_response(status, headers, body, close=request.has_body)
+        await client.send_response(status, headers, body, close=close)
     except ClientGone:
         outcome.close = True
-    return True
 
 
 async def _answer(
@@ -114,11 +121,7 @@ async def _controlled(
             return True
         headers, body = error_page(503, "the app is paused for a moment", pages.get("503"))
         headers.append(retry_after(control.pause_timeout))
-    outcome.status = 503
-    try:
-        await client.send_response(503, headers, body, close=request.has_body)
-    except ClientGone:
-        outcome.close = True
+    await _respond(client, outcome, 503, headers, body, close=request.has_body)
     return False
 
 
@@ -141,11 +144,7 @@ async def _unrouted(
     elif isinstance(found, Redirect):
         status, headers, body = redirect_response(found.origin, outcome.request.target)
         outcome.route = found.name
-        outcome.status = status
-        try:
-            await client.send_response(status, headers, body, close=close)
-        except ClientGone:
-            outcome.close = True
+        await _respond(client, outcome, status, headers, body, close=close)
     else:
         await _answer(client, outcome, 404, f"no route for host {outcome.host}", close=close)
 
@@ -156,7 +155,6 @@ async def forward(
     request: RequestHead,
     outcome: Outcome,
     routes: RouteTable,
-    parser: HttpParser,
     edge: Edge | None = None,
     controls: RouteControls | None = None,
 ) -> None:
@@ -201,7 +199,7 @@ async def forward(
     outcome.route = backend.route  # the route key (a wildcard name makes no new series)
     outcome.backend = backend.name
     outcome.stats = backend.stats
-    exchange = Exchange(client, codec, request, backend, outcome, parser)
+    exchange = Exchange(client, codec, request, backend, outcome)
     try:
         await exchange.run()
     finally:
