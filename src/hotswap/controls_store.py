@@ -9,11 +9,10 @@ that cannot be read or parsed is reported and ignored (hotswap starts anyway).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from hotswap.statedir import default_state_dir, ensure_private_dir, instance_key
+from hotswap.statedir import default_state_dir, ensure_private_dir, instance_key, write_atomic
 
 
 def controls_file(config_path: Path | None, state_dir: Path | None = None) -> Path:
@@ -37,17 +36,4 @@ def load_controls(path: Path) -> tuple[dict[str, Any], str | None]:
 def save_controls(path: Path, state: dict[str, Any]) -> None:
     """Write `state` atomically (OSError if the directory cannot be written)."""
     ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    data = json.dumps(state, indent=2, sort_keys=True).encode() + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, json.dumps(state, indent=2, sort_keys=True).encode() + b"\n")

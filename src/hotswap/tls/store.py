@@ -20,37 +20,29 @@ Blocking file I/O: the manager calls these methods through trio.to_thread.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from hotswap.statedir import TEMP_SUFFIX, system_state_dir, write_atomic
 from hotswap.tls.certificate import PEM_CERTIFICATE, Certificate, CertificateError, parse_pair
 
 log = logging.getLogger(__name__)
 
 DIR_MODE = 0o700
-FILE_MODE = 0o600
 ACCOUNT_KEY = "account.key"
 CERTIFICATES = "certificates"
-_TEMP_SUFFIX = ".tmp"
 _SAFE = re.compile(r"[^A-Za-z0-9.-]+")
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
 
 
 def default_certs_dir(*, euid: int | None = None, environ: dict[str, str] | None = None) -> Path:
     """/var/lib/hotswap/tls for root, else $XDG_STATE_HOME/hotswap/tls (~/.local/state)."""
-    euid = os.geteuid() if euid is None else euid
-    env = os.environ if environ is None else environ
-    if euid == 0:
-        return Path("/var/lib/hotswap/tls")
-    state = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local/state")
-    return Path(state) / "hotswap" / "tls"
+    return system_state_dir(euid=euid, environ=environ) / "tls"
 
 
 def ca_folder(directory_url: str) -> str:
@@ -81,7 +73,7 @@ class CertificateStore:
         temporary files a crash left behind."""
         _private_dir(self.root)
         _private_dir(self.root / CERTIFICATES)
-        for leftover in self.root.rglob(f".*{_TEMP_SUFFIX}"):
+        for leftover in self.root.rglob(f".*{TEMP_SUFFIX}"):
             log.info("removing an unfinished write path=%s", leftover)
             leftover.unlink(missing_ok=True)
 
@@ -139,25 +131,6 @@ def _split_stored(pem: bytes) -> tuple[bytes, bytes]:
     return pem[:start], pem[start:]
 
 
-def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Replace `path` with `data` so that a crash leaves the old or the new file whole."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _private_dir(path: Path) -> None:
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     current = stat.S_IMODE(path.stat().st_mode)
@@ -166,11 +139,3 @@ def _private_dir(path: Path) -> None:
             "tightening directory permissions path=%s from=%o to=%o", path, current, DIR_MODE
         )
         path.chmod(DIR_MODE)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
