@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 
 import trio
+import trio.lowlevel
 import trio.testing
 from proxy_helpers import Client, Exchange, harness, until, wait_for_requests
 
@@ -179,3 +182,28 @@ async def test_a_takeover_serves_a_first_request_whenever_it_comes() -> None:
             resp = await late.request("GET", "/", "app.test")
             assert (resp.status, resp.headers[b"connection"]) == (200, b"close")
         assert proxy.open_connections == 0
+
+
+async def test_nothing_is_accepted_once_accepting_stopped_even_in_the_same_tick() -> None:
+    """stop_accepting() can run while the accept task is woken by a new connection but
+    has not run yet (its cancel still pending). It must not accept then: a shutdown
+    that found no connection would cut it before its request was read, and a
+    takeover's successor (or systemd) is the one to take it from the backlog."""
+    accepted_after_stop = 0
+    for _ in range(24):
+        async with harness() as h:
+            h.route("app.test", await h.upstream())
+            proxy = await h.proxy()
+            client = socket.socket()
+            client.setblocking(False)
+            try:
+                with contextlib.suppress(BlockingIOError):
+                    client.connect(("127.0.0.1", proxy.port))
+                await trio.lowlevel.checkpoint()  # the next I/O poll wakes the accept task
+                before = proxy.open_connections  # it may have run already, at random
+                proxy.stop_accepting()
+                await trio.testing.wait_all_tasks_blocked()
+                accepted_after_stop += proxy.open_connections - before
+            finally:
+                client.close()
+    assert accepted_after_stop == 0

@@ -187,6 +187,10 @@ class ProxyServer:
                     return
                 while True:
                     await trio.lowlevel.wait_readable(lsock)
+                    if not self.accepting:
+                        # Stopped in the tick the backlog woke us (the cancel is still
+                        # pending): what waits there is for whoever holds the socket too.
+                        return
                     for _ in range(ACCEPT_BURST):
                         try:
                             sock, addr = twin.accept()
