@@ -68,7 +68,14 @@ class Channel:
             ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
         await self.socket.sendmsg([encode_message(message)], ancillary)
 
-    async def receive(self) -> tuple[Message | None, list[int]]:
+    async def receive(self) -> Message | None:
+        """The next message; None at EOF. Descriptors that came with it are closed (only
+        an offer carries any: receive_with_fds)."""
+        message, fds = await self.receive_with_fds()
+        close_fds(fds)
+        return message
+
+    async def receive_with_fds(self) -> tuple[Message | None, list[int]]:
         """The next message and the descriptors that came with it; (None, []) at EOF.
 
         Received descriptors are close-on-exec; the caller owns (and must close) them.
@@ -83,13 +90,11 @@ class Channel:
             if flags & socket.MSG_TRUNC or len(data) > MAX_MESSAGE:
                 raise ProtocolViolation("message too large")
             if not data:
-                for fd in fds:
-                    os.close(fd)
+                close_fds(fds)
                 return None, []
             return decode_message(data), fds
         except ProtocolViolation:
-            for fd in fds:
-                os.close(fd)
+            close_fds(fds)
             raise
 
     def peer(self) -> tuple[int, int]:
@@ -100,6 +105,11 @@ class Channel:
 
     def close(self) -> None:
         self.socket.close()
+
+
+def close_fds(fds: Sequence[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:

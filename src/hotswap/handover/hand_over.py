@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -115,9 +116,7 @@ class HandoverServer:
             return False
         hello = None
         with trio.move_on_after(HELLO_TIMEOUT):
-            message, fds = await conn.receive()
-            _close(fds)
-            hello = expect(message, Hello)
+            hello = expect(await conn.receive(), Hello)
         if not isinstance(hello, Hello):
             return False
         refusal = None
@@ -152,8 +151,7 @@ class HandoverServer:
                 return False
             addresses, names, fds = self.app.offer()
             offer = Offer(os.getpid(), __version__, addresses, tuple(names))
-            with trio.fail_after(SEND_TIMEOUT):
-                await conn.send(offer, fds)
+            await _send(conn, offer, fds)
             log.info(
                 "takeover: listening sockets passed pid=%d sockets=%s; accepting until it is ready",
                 pid,
@@ -161,8 +159,7 @@ class HandoverServer:
             )
             # Unbounded: the new process adopts the containers first, and may wait for
             # Docker; we serve meanwhile, and its going away ends the wait.
-            message, extra = await conn.receive()
-            _close(extra)
+            message = await conn.receive()
             if message is None:
                 log.warning("takeover aborted: pid=%d went away before it was ready", pid)
                 return False
@@ -203,8 +200,7 @@ class HandoverServer:
         async def watch_peer(scope: trio.CancelScope) -> None:
             nonlocal left
             try:
-                _, fds = await conn.receive()  # anything but silence ends the wait: EOF, abort
-                _close(fds)
+                await conn.receive()  # anything but silence ends the wait: EOF, abort
             except (OSError, ProtocolViolation):
                 pass
             left = True
@@ -238,11 +234,8 @@ class HandoverServer:
         return not left
 
 
-async def _send(conn: Channel, message: Wait | Refused | Stopped) -> None:
+async def _send(
+    conn: Channel, message: Wait | Refused | Offer | Stopped, fds: Sequence[int] = ()
+) -> None:
     with trio.fail_after(SEND_TIMEOUT):
-        await conn.send(message)
-
-
-def _close(fds: list[int]) -> None:
-    for fd in fds:
-        os.close(fd)
+        await conn.send(message, fds)

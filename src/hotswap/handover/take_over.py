@@ -27,7 +27,7 @@ import trio
 from hotswap import __version__
 from hotswap.config import Config
 from hotswap.errors import PredecessorGone, TakeoverRefused
-from hotswap.handover.channel import Channel, connect
+from hotswap.handover.channel import Channel, close_fds, connect
 from hotswap.handover.listeners import ListenSockets
 from hotswap.handover.protocol import (
     Abort,
@@ -71,11 +71,10 @@ class Takeover:
             return
         with trio.move_on_after(STOPPED_TIMEOUT):
             try:
-                message, fds = await self.channel.receive()
+                message = await self.channel.receive()
             except (OSError, ProtocolViolation) as exc:
                 log.warning("takeover: no confirmation from pid=%d error=%s", self.old_pid, exc)
                 return
-            _close(fds)
             if isinstance(message, Stopped):
                 log.info(
                     "takeover: the old process pid=%d stopped accepting; it drains "
@@ -92,10 +91,9 @@ class Takeover:
         caller's scope bounds it."""
         while True:
             try:
-                message, fds = await self.channel.receive()
+                message = await self.channel.receive()
             except (OSError, ProtocolViolation):
                 return
-            _close(fds)
             if message is None:
                 return
 
@@ -128,9 +126,12 @@ async def _request(channel: Channel, config: Config, deploy_wait: float) -> Take
     with trio.move_on_after(deploy_wait):
         while offer is None:
             try:
-                message, fds = await channel.receive()
+                message, fds = await channel.receive_with_fds()
             except OSError as exc:
                 raise PredecessorGone(f"the old process closed the connection: {exc}") from exc
+            if not isinstance(message, Offer):  # only an offer brings sockets
+                close_fds(fds)
+                fds = []
             if message is None:
                 raise PredecessorGone(
                     "the old process closed the connection before it passed its sockets"
@@ -147,11 +148,11 @@ async def _request(channel: Channel, config: Config, deploy_wait: float) -> Take
             "(it keeps serving): try again once they are done"
         )
     if len(fds) != len(offer.sockets):
-        _close(fds)
+        close_fds(fds)
         raise ProtocolViolation(f"offer names {len(offer.sockets)} sockets, {len(fds)} came")
     problems = listen_differences(offer.addresses, listen_addresses(config))
     if problems:
-        _close(fds)
+        close_fds(fds)
         reason = "the listen addresses differ: " + "; ".join(problems)
         try:
             await channel.send(Abort(reason))
@@ -169,7 +170,7 @@ async def _request(channel: Channel, config: Config, deploy_wait: float) -> Take
     except (OSError, ValueError) as exc:
         for _, sock in named:
             sock.detach()
-        _close(fds)
+        close_fds(fds)
         raise ProtocolViolation(f"bad sockets in the offer: {exc}") from exc
     log.info(
         "takeover: received the listening sockets of pid=%d version=%s sockets=%s",
@@ -189,8 +190,3 @@ def _log_wait(message: Wait, deploy_wait: float) -> None:
         running,
         message.note,
     )
-
-
-def _close(fds: list[int]) -> None:
-    for fd in fds:
-        os.close(fd)

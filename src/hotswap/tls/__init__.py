@@ -14,61 +14,7 @@ store.py        issued certificates and the account key on disk (certs_dir)
 acme_client.py  one ACME conversation on the `acme` package (blocking)
 issuer.py       one certificate from the CA, from Trio (worker threads)
 manager.py      TlsManager: the running side; what the proxy calls
+
+Nothing is imported here: `hotswap config check` needs certificate.py, not the
+ACME client; import the module you need.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from hotswap.tls.acme_client import AcmeError
-    from hotswap.tls.certificate import Certificate, CertificateError
-    from hotswap.tls.challenges import CHALLENGE_PATH
-    from hotswap.tls.challenges import CONTENT_TYPE as CHALLENGE_CONTENT_TYPE
-    from hotswap.tls.handshake import (
-        PLAIN_HTTP_RESPONSE,
-        FailureReason,
-        HandshakeFailed,
-        accept_tls_socket,
-    )
-    from hotswap.tls.manager import TlsManager
-    from hotswap.tls.redirect import STATUS as REDIRECT_STATUS
-
-# Imported on first use: `hotswap config check` needs certificate.py, not the ACME client.
-_LAZY = {
-    "AcmeError": ("acme_client", "AcmeError"),
-    "Certificate": ("certificate", "Certificate"),
-    "CertificateError": ("certificate", "CertificateError"),
-    "CHALLENGE_PATH": ("challenges", "CHALLENGE_PATH"),
-    "CHALLENGE_CONTENT_TYPE": ("challenges", "CONTENT_TYPE"),
-    "PLAIN_HTTP_RESPONSE": ("handshake", "PLAIN_HTTP_RESPONSE"),
-    "FailureReason": ("handshake", "FailureReason"),
-    "HandshakeFailed": ("handshake", "HandshakeFailed"),
-    "accept_tls_socket": ("handshake", "accept_tls_socket"),
-    "TlsManager": ("manager", "TlsManager"),
-    "REDIRECT_STATUS": ("redirect", "STATUS"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        module, attribute = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
-
-
-__all__ = [
-    "CHALLENGE_CONTENT_TYPE",
-    "CHALLENGE_PATH",
-    "PLAIN_HTTP_RESPONSE",
-    "REDIRECT_STATUS",
-    "AcmeError",
-    "Certificate",
-    "CertificateError",
-    "FailureReason",
-    "HandshakeFailed",
-    "TlsManager",
-    "accept_tls_socket",
-]

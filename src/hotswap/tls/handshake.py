@@ -47,11 +47,6 @@ PLAIN_HTTP_RESPONSE = (
     b"Connection: close\r\n"
     b"\r\n" + PLAIN_HTTP_MESSAGE
 )
-# A fatal unrecognized_name alert record, in the clear: it is sent while the
-# ClientHello is being answered, before any key exists (RFC 8446 §5.1, §6).
-UNRECOGNIZED_NAME_ALERT = bytes(
-    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME]
-)
 
 
 class FailureReason(enum.StrEnum):
@@ -165,12 +160,5 @@ async def _refuse_plain_http(stream: trio.SocketStream) -> None:
             received += chunk
         await stream.send_all(PLAIN_HTTP_RESPONSE)
         await stream.send_eof()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-
-
-async def _send_quietly(stream: trio.SocketStream, data: bytes) -> None:
-    try:
-        await stream.send_all(data)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
