@@ -205,15 +205,14 @@ class App:
         changes.extend(self.tls.apply(new))
         self.config = new
         self.deployer.update_config(new)
-        if strip_prefixes(new) != strip_prefixes(old):
-            self.routes.set_strip_prefixes(strip_prefixes(new))
+        prefixes = strip_prefixes(new)
+        if prefixes != strip_prefixes(old):
+            self.routes.set_strip_prefixes(prefixes)
             changes.append("strip_prefix of path routes updated")
-        hosts = route_hosts(new)
-        if hosts != route_hosts(old) or new.redirects != old.redirects:
+        hosts, old_hosts = route_hosts(new), route_hosts(old)
+        if hosts != old_hosts or new.redirects != old.redirects:
             self.routes.set_names(hosts, new.redirects)
-            if _extra_names(hosts) != _extra_names(route_hosts(old)) or (
-                new.redirects != old.redirects
-            ):
+            if _extra_names(hosts) != _extra_names(old_hosts) or (new.redirects != old.redirects):
                 changes.append("names (routes' hosts, redirects) updated")
         nursery = self._nursery
         assert nursery is not None

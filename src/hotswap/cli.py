@@ -336,7 +336,7 @@ def register_maintenance(commands: Commands) -> None:
 def _maintenance(args: argparse.Namespace) -> int:
     if args.off and (args.message or args.retry_after):
         print("hotswap maintenance: --off takes no --message or --retry-after", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     client = admin_client(args)
     answer = client.maintenance(
         args.route, message=args.message, retry_after=args.retry_after, off=args.off

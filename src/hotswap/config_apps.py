@@ -39,7 +39,8 @@ MIN_CPUS: Final = 0.01  # Docker's smallest CPU quota
 WILDCARD_PREFIX: Final = "*."
 _DOCKER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # volume and network names
 _USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*(?::[A-Za-z0-9_.][A-Za-z0-9_.-]*)?")
-_RESERVED_NETWORKS: Final = frozenset({"host", "none", "bridge", "default"})
+# Docker's own networks: a route cannot join them by name (network_mode says which).
+DOCKER_NETWORKS: Final = frozenset({"host", "none", "bridge", "default"})
 
 
 def normalize_name(text: str) -> str:
@@ -158,7 +159,7 @@ def parse_networks(raw: object, key: str, report: Report) -> tuple[str, ...] | o
         return INVALID
     ok = True
     for index, name in enumerate(items):
-        if name in _RESERVED_NETWORKS:
+        if name in DOCKER_NETWORKS:
             report(
                 f"{key}[{index}]",
                 f'"{name}" is not a user-defined network (create one: docker network create NAME)',

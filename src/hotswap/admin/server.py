@@ -564,9 +564,9 @@ async def _logs(
             f"{route} is an external route (to {external.address}): hotswap runs no "
             "container for it, so it has no logs to show",
         )
-    if route not in app.config.routes and app.routes.get(route) is None:
-        raise HttpError(404, f"unknown route {route}: no route in the config")
     backend = app.routes.get(route)
+    if route not in app.config.routes and backend is None:
+        raise HttpError(404, f"unknown route {route}: no route in the config")
     if not query.follow and (backend is None or backend.container_id is None):
         raise HttpError(404, f"no container serves {route} yet")
     log.info("logs requested route=%s follow=%s client=%s", route, query.follow, conn.client)

@@ -88,8 +88,8 @@ class RestartWatch:
         if not serving:
             return
         if event.kind is EventKind.DIE:
+            info = self._known(event.container_id)
             for domain, backend in serving:
-                info = self._known(event.container_id)
                 reason = down_reason(info, backend.name, event.exit_code)
                 self._routes.mark_down(backend, reason)
                 log.warning(

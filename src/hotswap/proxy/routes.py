@@ -34,6 +34,7 @@ from typing import Final
 import trio
 
 from hotswap.config import Address
+from hotswap.config_apps import WILDCARD_PREFIX
 from hotswap.http.paths import AmbiguousPath, PathTable
 from hotswap.proxy.inflight import InFlight
 from hotswap.proxy.upstream import UpstreamPool
@@ -48,9 +49,6 @@ class BackendStats:
     errors: int = 0  # exchanges that failed because of the backend (502/504, broken body)
     client_aborts: int = 0  # the client went away mid-exchange (logged as 499)
     connect_errors: int = 0  # subset of errors: could not connect
-
-
-WILDCARD_PREFIX: Final = "*."
 
 
 class BackendState(enum.StrEnum):

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from hotswap.config import Address, NetworkMode
+from hotswap.config_apps import DOCKER_NETWORKS
 from hotswap.runtime.base import (
     LABEL_DEPLOY,
     LABEL_DOMAIN,
@@ -154,14 +155,9 @@ def container_info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         ),
         mounts=tuple(_mount(m) for m in data.get("Mounts") or []),
         networks=tuple(
-            sorted(
-                set((data.get("NetworkSettings") or {}).get("Networks") or {}) - _DOCKER_NETWORKS
-            )
+            sorted(set((data.get("NetworkSettings") or {}).get("Networks") or {}) - DOCKER_NETWORKS)
         ),
     )
-
-
-_DOCKER_NETWORKS = frozenset({"bridge", "host", "none", "default"})
 
 
 def _mount(mount: Mapping[str, Any]) -> str:

@@ -9,7 +9,7 @@ Comparison is case-insensitive and ignores one trailing dot.
 
 from __future__ import annotations
 
-WILDCARD_PREFIX = "*."
+from hotswap.config_apps import WILDCARD_PREFIX
 
 
 def normalize_name(name: str) -> str:

@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from hotswap.config_apps import WILDCARD_PREFIX
 from hotswap.tls.certificate import Certificate
-from hotswap.tls.names import WILDCARD_PREFIX, is_wildcard, normalize_name, parent
+from hotswap.tls.names import is_wildcard, normalize_name, parent
 
 V = TypeVar("V")
 
