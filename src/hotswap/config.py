@@ -42,7 +42,7 @@ from hotswap.config_values import (
     unquoted_domain,
 )
 from hotswap.errors import ConfigError
-from hotswap.routekey import normalize_route_key, split_route_key
+from hotswap.routekey import is_path_route, normalize_route_key, route_domain, split_route_key
 
 if TYPE_CHECKING:
     from hotswap.tls.certificate import Certificate
@@ -238,7 +238,7 @@ class Route:
     @property
     def host(self) -> str:
         """The domain of the route key ("example.com" of "example.com/api")."""
-        return split_route_key(self.domain)[0]
+        return route_domain(self.domain)
 
     @property
     def path(self) -> str:
@@ -292,7 +292,7 @@ _SUBSECTIONS: dict[str, type[AcmeConfig]] = {"tls.acme": AcmeConfig}
 _SECTION_SPECS = {spec.name: spec for keys in SECTION_KEYS.values() for spec in keys}
 _ROUTE_SPECS = {spec.leaf: spec for spec in ROUTE_KEYS[1:]}
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # sent in an Authorization header: visible ASCII
-_INVALID = object()  # a value that produced a problem; the key keeps its default
+_INVALID = apps.INVALID  # a value that produced a problem; the key keeps its default
 
 
 def default_config_path() -> Path:
@@ -464,7 +464,7 @@ def _parse_routes(
                 inherit.append(domain)
     # A path route without its own tls has its domain's (HTTPS is per domain).
     for key in inherit:
-        plain = routes.get(split_route_key(key)[0])
+        plain = routes.get(route_domain(key))
         if plain is not None and plain is not routes[key]:
             routes[key] = replace(routes[key], tls=plain.tls)
     return routes
@@ -499,10 +499,10 @@ def _parse_route_table(
         if leaf not in _ROUTE_SPECS:
             candidates = [f"{route_key}.{name}" for name in _ROUTE_SPECS]
             report(key, "unknown key" + _hint(leaf, candidates, other_sections=False))
-        elif leaf == "tls":
-            mode = _convert(_ROUTE_SPECS["tls"], raw, key, report)
-            if mode is not _INVALID:
-                fields["tls"] = mode
+        elif leaf in ("tls", "strip_prefix", "restart"):  # checked by their KeySpec
+            value = _convert(_ROUTE_SPECS[leaf], raw, key, report)
+            if value is not _INVALID:
+                fields[leaf] = value
         elif leaf == "port":
             if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 65535:
                 fields["port"] = raw
@@ -510,11 +510,7 @@ def _parse_route_table(
                 report(key, f"expected a port number 1-65535, got {describe(raw)}")
         elif leaf == "env":
             fields["env"] = parse_env(raw, key, report)
-        elif leaf == "strip_prefix":
-            strip = _convert(_ROUTE_SPECS["strip_prefix"], raw, key, report)
-            if strip is not _INVALID:
-                fields["strip_prefix"] = strip
-        elif leaf in ("restart", "env_file") or leaf in apps.ROUTE_PARSERS:
+        elif leaf == "env_file" or leaf in apps.ROUTE_PARSERS:
             value = _parse_app_key(leaf, raw, key, report, base)
             if value is not apps.INVALID:
                 fields[leaf] = value
@@ -532,12 +528,9 @@ def _parse_route_table(
 
 
 def _parse_app_key(leaf: str, raw: object, key: str, report: Report, base: Path) -> Any:
-    """A key of config_apps (hosts, volumes, ..., restart); apps.INVALID after a report."""
+    """A key of config_apps (hosts, volumes, ...); apps.INVALID after a report."""
     if leaf == "env_file":
         return apps.parse_env_file(raw, key, report, base)
-    if leaf == "restart":
-        value = _convert(_ROUTE_SPECS["restart"], raw, key, report)
-        return apps.INVALID if value is _INVALID else value
     value = apps.ROUTE_PARSERS[leaf](raw, key, report)
     if leaf == "volumes" and value is not apps.INVALID:
         return tuple(Volume(*volume) for volume in value)  # type: ignore[attr-defined]
@@ -572,8 +565,8 @@ def _check_names(
     The domain of path routes ("example.com" of "example.com/api") is theirs, shared with
     the domain's plain route if it has one, and no other route's name or redirect."""
     claimed: dict[str, str] = {}  # domain -> key path of its (first) route
-    for key, key_path in sorted(seen.items(), key=lambda item: "/" in item[0]):
-        claimed.setdefault(split_route_key(key)[0], key_path)
+    for key, key_path in sorted(seen.items(), key=lambda item: is_path_route(item[0])):
+        claimed.setdefault(route_domain(key), key_path)
     names = [
         (name, f"routes.{key_part(domain)}.hosts[{index}]")
         for domain, route in routes.items()
@@ -595,8 +588,8 @@ def _check_tls_modes(
     entries = [(key, route.tls, True) for key, route in routes.items()]
     entries += [(key, TlsMode.AUTO, False) for key in external]
     # Plain routes first: a path route is measured against its domain's plain route.
-    for key, mode, managed in sorted(entries, key=lambda entry: "/" in entry[0]):
-        domain = split_route_key(key)[0]
+    for key, mode, managed in sorted(entries, key=lambda entry: is_path_route(entry[0])):
+        domain = route_domain(key)
         section = "routes" if managed else "external_routes"
         key_path = f"{section}.{key_part(key)}"
         if domain not in first:
@@ -636,7 +629,7 @@ def _route_key(raw: str, key: str, seen: dict[str, str], report: Report) -> str 
         report(key, str(exc))
         return None
     if route in seen:
-        what = "route" if split_route_key(route)[1] else "domain"
+        what = "route" if is_path_route(route) else "domain"
         report(key, f'duplicate {what} "{route}": already defined at {seen[route]}')
         return None
     seen[route] = key
@@ -692,7 +685,7 @@ def _check_admin(server: ServerConfig, path: Path, report: Report) -> ServerConf
         return server
     if server.admin_token_file:
         # Relative to the config file, so a config and its token file can move together.
-        token_path = path.parent / Path(server.admin_token_file).expanduser()
+        token_path = relative_to_config(path, server.admin_token_file)
         try:
             token = token_path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:

@@ -28,6 +28,7 @@ from typing import Any
 from hotswap import __version__
 from hotswap.config import Config
 from hotswap.proxy.routes import Backend, BackendState
+from hotswap.routekey import route_domain
 
 
 def backend_json(backend: Backend) -> dict[str, Any]:
@@ -96,7 +97,7 @@ def build_status(
             "up": backend.state is BackendState.UP if backend else None,
             "down_reason": backend.down_reason if backend else "",
             "deploy": dict(per_domain.get(domain) or {}),
-            "tls": tls_domains.get(domain.partition("/")[0]),
+            "tls": tls_domains.get(route_domain(domain)),
             "paused": (controls or {}).get(domain, {}).get("paused"),
             "maintenance": (controls or {}).get(domain, {}).get("maintenance"),
         }

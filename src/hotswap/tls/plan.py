@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from hotswap.config import Config, TlsMode
 from hotswap.config_values import relative_to_config
+from hotswap.routekey import is_path_route, route_domain
 from hotswap.tls.acme_client import AcmeSettings
 from hotswap.tls.certificate import Certificate
 from hotswap.tls.names import is_wildcard, normalize_name
@@ -46,8 +47,8 @@ class TlsPlan:
 
 def route_names(domain: str, route: object) -> tuple[str, ...]:
     """The host names of a route: the domain (without a path prefix) and its extra names."""
-    host = normalize_name(domain.partition("/")[0])
-    # Routes gain extra names (`hosts`) in another change; use them once they are there.
+    host = normalize_name(route_domain(domain))
+    # Only a Route has extra names (`hosts`); an external route or a redirect has none.
     extra = tuple(normalize_name(name) for name in getattr(route, "hosts", ()) or ())
     return (host, *(name for name in extra if name != host))
 
@@ -72,7 +73,7 @@ def plan_tls(config: Config) -> TlsPlan:
     routes += [(name, None, TlsMode.AUTO) for name in config.redirects]
     # Plain routes first: a domain's order carries its route's extra names; its path
     # routes (same domain, no names of their own) add nothing to it.
-    for domain, route, mode in sorted(routes, key=lambda entry: "/" in entry[0]):
+    for domain, route, mode in sorted(routes, key=lambda entry: is_path_route(entry[0])):
         names = route_names(domain, route)
         domains.extend(name for name in names if name not in domains)
         if mode is TlsMode.OFF:
