@@ -11,28 +11,14 @@ import pytest
 import trio
 import trio.testing
 
+from container_fakes import running_container
 from hotswap.config import Address, Config, DeployConfig, Route, ServerConfig
 from hotswap.proxy.routes import BackendState
-from hotswap.runtime.base import ContainerEvent, ContainerInfo, EventKind, Health
+from hotswap.runtime.base import ContainerEvent, ContainerInfo, EventKind
 from hotswap.runtime.events import EventHub, Subscription
 
 CID = "c0ffee" * 4
-RUNNING = ContainerInfo(
-    id=CID,
-    name="hotswap-app-test-1",
-    domain="app.test",
-    image="app:1",
-    image_id="sha256:1",
-    deploy_id="1",
-    created=0.0,
-    running=True,
-    status="running",
-    health=Health.NONE,
-    health_log="",
-    exit_code=None,
-    address=Address("127.0.0.1", 1),
-    restart_policy="no",
-)
+RUNNING = running_container(id=CID, restart_policy="no")
 
 
 class ExitsWhileListed:

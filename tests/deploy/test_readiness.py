@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio.testing
 
+from container_fakes import running_container
 from hotswap.config import Address, ReadinessMode
 from hotswap.deploy.readiness import (
     ReadinessState,
@@ -19,20 +20,12 @@ from hotswap.deploy.readiness import (
 from hotswap.errors import EventStreamLost, ReadinessError
 from hotswap.runtime.base import ContainerEvent, ContainerInfo, EventKind, Health
 
-INFO = ContainerInfo(
-    id="c0ffee" * 4,
+INFO = running_container(
     name="hotswap-a-com-1",
     domain="a.com",
     image="app:2",
     image_id="sha256:2",
-    deploy_id="1",
-    created=0.0,
-    running=True,
-    status="running",
     health=Health.STARTING,
-    health_log="",
-    exit_code=None,
-    address=Address("127.0.0.1", 1),
 )
 
 

@@ -8,25 +8,16 @@ from contextlib import contextmanager
 
 import trio
 
+from container_fakes import running_container
 from hotswap.config import Address
 from hotswap.deploy.restarts import RestartWatch, down_reason
 from hotswap.proxy.routes import Backend, BackendState, RouteTable, Unavailable
-from hotswap.runtime.base import ContainerEvent, ContainerInfo, EventKind, Health
+from hotswap.runtime.base import ContainerEvent, ContainerInfo, EventKind
 
 CID = "c0ffee" * 4
-INFO = ContainerInfo(
+INFO = running_container(
     id=CID,
     name="hotswap-app-1",
-    domain="app.test",
-    image="app:1",
-    image_id="sha256:1",
-    deploy_id="1",
-    created=0.0,
-    running=True,
-    status="running",
-    health=Health.NONE,
-    health_log="",
-    exit_code=None,
     address=Address("127.0.0.1", 32768),
     restart_policy="unless-stopped",
 )

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from container_fakes import running_container
 from hotswap.config import Address, Config, PullPolicy, Route
 from hotswap.deploy.progress import DeployHandle, Outcome
 from hotswap.deploy.steps import DeployRun, health_target
@@ -17,28 +18,12 @@ from hotswap.runtime.base import (
     ContainerInfo,
     ContainerSpec,
     EventKind,
-    Health,
     ImageInfo,
     Preflight,
 )
 
 IMAGE = ImageInfo("app:1", "sha256:1", 8000, has_healthcheck=False)
-CURRENT = ContainerInfo(
-    id="c1",
-    name="hotswap-app-test-1",
-    domain="app.test",
-    image="app:1",
-    image_id=IMAGE.id,
-    deploy_id="1",
-    created=0.0,
-    running=True,
-    status="running",
-    health=Health.NONE,
-    health_log="",
-    exit_code=None,
-    address=Address("127.0.0.1", 1),
-    restart_policy="no",
-)
+CURRENT = running_container(id="c1", image_id=IMAGE.id, restart_policy="no")
 
 
 class Created(Exception):

@@ -10,23 +10,12 @@ from __future__ import annotations
 import json
 import signal
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import trio
 from takeover_helpers import App, Processes, free_port, get, launcher_argv, serve_argv, write_config
 
 HOST = "app.test"
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path)
-    try:
-        yield started
-    finally:
-        started.cleanup()
 
 
 def admin_status(port: int) -> dict[str, object]:

@@ -9,7 +9,6 @@ import json
 import signal
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import h11
@@ -33,15 +32,6 @@ HOST = "app.test"
 WS_HOST = "ws.test"
 HANDED_OVER = "handed over to pid="
 LISTENING = "listening for takeovers"
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path)
-    try:
-        yield started
-    finally:
-        started.cleanup()
 
 
 async def start_app(nursery: trio.Nursery) -> App:
