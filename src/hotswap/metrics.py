@@ -179,7 +179,6 @@ class Metrics:
         )
         info = Gauge("hotswap_build_info", "Always 1; the version label.", ["version"], registry=r)
         info.labels(version=__version__).set(1)
-        self._gauge_domains: set[str] = set()
         self._domains_of: dict[str, set[str]] = {}  # per-domain gauge -> the domains it reports
 
     # -- recording (hot path and deployer) -------------------------------------------
@@ -239,26 +238,16 @@ class Metrics:
         """
         self._set_by_domain("tls_expiry", self.tls_expiry, tls_expiry)
         self._set_by_domain("acme_failures", self.acme_failures, acme_failures)
-        seen: set[str] = set()
-        for domain, requests, tunnels in in_flight:
-            self.in_flight.labels(domain=domain).set(requests)
-            self.tunnels.labels(domain=domain).set(tunnels)
-            seen.add(domain)
-        for domain, is_up in up:
-            self.backend_up.labels(domain=domain).set(1 if is_up else 0)
-            seen.add(domain)
-        for gone in self._gauge_domains - seen:  # a removed route stops being reported
-            for gauge in (self.in_flight, self.tunnels, self.backend_up):
-                try:
-                    gauge.remove(gone)
-                except KeyError:
-                    pass
-        self._gauge_domains = seen
+        counts = list(in_flight)
+        self._set_by_domain("in_flight", self.in_flight, ((d, r) for d, r, _ in counts))
+        self._set_by_domain("tunnels", self.tunnels, ((d, t) for d, _, t in counts))
+        self._set_by_domain("backend_up", self.backend_up, ((d, int(u)) for d, u in up))
         self.open_connections.set(open_connections)
         return generate_latest(self.registry)
 
     def _set_by_domain(self, name: str, gauge: Gauge, samples: Iterable[tuple[str, float]]) -> None:
-        """Set one child per domain; domains no longer sampled stop being reported."""
+        """Set one child per domain; domains no longer sampled (a removed route) stop
+        being reported."""
         seen: set[str] = set()
         for domain, value in samples:
             gauge.labels(domain=domain).set(value)
